@@ -1,0 +1,287 @@
+"""The schema of a country routing file (`config/countries/<iso2>.yaml`) and of presets.
+
+Every model forbids unknown keys, so a typo is an error rather than a silently ignored line.
+Rules that span several fields (holders exist, steps are reachable, loops have an exit) live in
+`models.loader`, which can point each problem at its line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from models.calendar import Duration
+from models.domain import (
+    Direction,
+    Kind,
+    LegalBasis,
+    OffenceCategory,
+    Outcome,
+    PrescriptionEffect,
+    PrescriptionStart,
+    Role,
+    RungKind,
+)
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+ID_PATTERN = r"^[a-z][a-z0-9_-]*$"
+Identifier = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _as_list(value: Any) -> Any:
+    """Let a matcher say `kind: mla` as well as `kind: [mla, extradition]`."""
+    if value is None or isinstance(value, list):
+        return value
+    return [value]
+
+
+def _as_duration(value: Any) -> Any:
+    if isinstance(value, str):
+        return Duration.parse(value)
+    return value
+
+
+DurationField = Annotated[Duration, BeforeValidator(_as_duration)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class HolidaySource(Strict):
+    """Public holidays from the `holidays` package."""
+
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+    subdiv: str | None = None
+
+
+class CalendarSpec(Strict):
+    weekend: list[Weekday] = ["sat", "sun"]
+    holidays: HolidaySource | None = None
+    closures: list[str] = []
+    """Extra closed days: `2026-08-03` or a range `2026-08-03/2026-08-06` (inclusive)."""
+
+    @field_validator("weekend")
+    @classmethod
+    def _weekend_is_not_the_whole_week(cls, value: list[Weekday]) -> list[Weekday]:
+        if len(set(value)) >= 7:
+            raise ValueError("every day is a weekend day: leave at least one working day")
+        if len(set(value)) != len(value):
+            raise ValueError("a weekend day is listed twice")
+        return value
+
+    @field_validator("closures")
+    @classmethod
+    def _closures_are_dates(cls, value: list[str]) -> list[str]:
+        for item in value:
+            parts = item.split("/")
+            if len(parts) > 2 or not all(DATE_RE.match(p) for p in parts):
+                raise ValueError(
+                    f"closure {item!r} is not a date (YYYY-MM-DD) or a range (YYYY-MM-DD/YYYY-MM-DD)"
+                )
+        return value
+
+
+class Authority(Strict):
+    name: Annotated[str, Field(min_length=1)]
+    kind: Literal[
+        "judiciary",
+        "ministry",
+        "foreign_affairs",
+        "prosecution",
+        "central_authority",
+        "police",
+        "financial_intelligence",
+        "anti_corruption",
+        "asset_recovery_office",
+        "foreign",
+    ]
+    timezone: str | None = None
+    calendar: CalendarSpec | None = None
+    """Replaces the country's weekend/holidays when set; its closures add to the country's."""
+    contacts: dict[Role, str] = {}
+    """Apprise tags for this authority, overriding the country-wide templates."""
+
+
+class Matcher(Strict):
+    """Request fields a route or a conditional step applies to; an absent field matches all."""
+
+    kind: Annotated[list[Kind] | None, BeforeValidator(_as_list)] = None
+    direction: Direction | None = None
+    legal_basis: Annotated[list[LegalBasis] | None, BeforeValidator(_as_list)] = None
+    coercive: bool | None = None
+    urgent: bool | None = None
+    counterpart: Annotated[list[str] | None, BeforeValidator(_as_list)] = None
+    """ISO 3166 alpha-2 codes of the other state."""
+
+    def mismatches(self, request: dict[str, Any]) -> list[str]:
+        """The fields of `request` this matcher rejects (empty: it matches)."""
+        out: list[str] = []
+        for name in ("kind", "legal_basis", "counterpart"):
+            allowed = getattr(self, name)
+            if allowed is not None and request.get(name) not in allowed:
+                out.append(f"{name} {request.get(name)!r} not in {[str(a) for a in allowed]}")
+        for name in ("direction", "coercive", "urgent"):
+            wanted = getattr(self, name)
+            if wanted is not None and request.get(name) != wanted:
+                out.append(f"{name} is {request.get(name)!r}, route needs {wanted!r}")
+        return out
+
+
+class Rung(Strict):
+    """One level of an escalation ladder, fired once per hop occurrence (and on each repeat)."""
+
+    at: str
+    """A share of the SLA (`75%`) or an offset from the hop's opening (`3bd`, `48h`)."""
+    notify: Annotated[list[Role], Field(min_length=1)]
+    kind: RungKind
+    repeat: DurationField | None = None
+
+    @field_validator("at")
+    @classmethod
+    def _at_is_share_or_offset(cls, value: str) -> str:
+        if value.endswith("%"):
+            number = value[:-1]
+            if not number.isdigit() or not 1 <= int(number) <= 1000:
+                raise ValueError(f"{value!r}: a share must be a whole percentage from 1% to 1000%")
+            return value
+        Duration.parse(value)
+        return value
+
+    @property
+    def share(self) -> float | None:
+        return int(self.at[:-1]) / 100 if self.at.endswith("%") else None
+
+    @property
+    def offset(self) -> Duration | None:
+        return None if self.at.endswith("%") else Duration.parse(self.at)
+
+
+Target = str
+"""`next`, `end`, `requester`, `stay`, or the id of a step of the same route."""
+SPECIAL_TARGETS = ("next", "end", "requester", "stay")
+
+
+class Step(Strict):
+    id: Identifier
+    holder: Identifier
+    sla: DurationField | None = None
+    preset: str | None = None
+    """A preset deadline instead of `sla`, as `<preset>.<deadline>`, e.g. `eu-eio.recognition`."""
+    when: Matcher | None = None
+    """The step applies only to requests this matches; others skip it."""
+    decisions: dict[Outcome, Target] | None = None
+    """Allowed decisions and where each leads; see `Route.decisions_for` for the defaults."""
+    escalation: list[Rung] | None = None
+    note: str | None = None
+
+
+class Route(Strict):
+    id: Identifier
+    name: str | None = None
+    when: Matcher = Matcher()
+    steps: Annotated[list[Step], Field(min_length=1)]
+    escalation: list[Rung] | None = None
+
+    def decisions_for(self, index: int) -> dict[Outcome, Target]:
+        """The decisions allowed on step `index` and their targets.
+
+        Without an explicit `decisions` map, a step that is not last may be forwarded to the next
+        step, returned to the requester or refused; the last step may also be executed (fully or
+        partly) or postponed, and may not be forwarded.
+        """
+        step = self.steps[index]
+        if step.decisions is not None:
+            return dict(step.decisions)
+        last = index == len(self.steps) - 1
+        if not last:
+            return {
+                Outcome.FORWARDED: "next",
+                Outcome.RETURNED: "requester",
+                Outcome.REFUSED: "end",
+            }
+        return {
+            Outcome.EXECUTED: "end",
+            Outcome.PARTIALLY_EXECUTED: "end",
+            Outcome.REFUSED: "end",
+            Outcome.POSTPONED: "stay",
+            Outcome.RETURNED: "requester",
+        }
+
+    def step_index(self, step_id: str) -> int:
+        for i, step in enumerate(self.steps):
+            if step.id == step_id:
+                return i
+        raise KeyError(step_id)
+
+    def rungs_for(self, index: int, default: list[Rung]) -> list[Rung]:
+        step = self.steps[index]
+        if step.escalation is not None:
+            return step.escalation
+        if self.escalation is not None:
+            return self.escalation
+        return default
+
+
+class PrescriptionPeriod(Strict):
+    offences: Annotated[list[OffenceCategory], Field(min_length=1)]
+    years: Annotated[float, Field(gt=0, le=100)]
+    start: PrescriptionStart = PrescriptionStart.OFFENCE_DATE
+    cap_years: Annotated[float | None, Field(gt=0, le=100)] = None
+    """Absolute cap, in years from the offence date (e.g. CPP art. 9-1: 12 for hidden délits)."""
+    cap_factor: Annotated[float | None, Field(ge=1, le=10)] = None
+    """Cap as a multiple of the period (StGB § 78c(3): 2; c.p. art. 161: 1.5)."""
+    source: str | None = None
+
+
+class Prescription(Strict):
+    periods: Annotated[list[PrescriptionPeriod], Field(min_length=1)]
+    effects: list[PrescriptionEffect] = []
+    """How requests abroad suspend or interrupt the period."""
+
+
+class CountryConfig(Strict):
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+    name: Annotated[str, Field(min_length=1)]
+    timezone: str
+    calendar: CalendarSpec = CalendarSpec()
+    authorities: Annotated[dict[Identifier, Authority], Field(min_length=1)]
+    contacts: dict[Role, str]
+    """Apprise tags per role; `{authority}` in a tag is replaced by the holder's id."""
+    routes: Annotated[list[Route], Field(min_length=1)]
+    escalation: list[Rung] = []
+    prescription: Prescription | None = None
+
+    def route(self, route_id: str) -> Route:
+        for route in self.routes:
+            if route.id == route_id:
+                return route
+        raise KeyError(route_id)
+
+    def contact(self, role: Role, authority: str) -> str | None:
+        """The apprise tag for `role` about a hop held by `authority`."""
+        own = self.authorities[authority].contacts.get(role)
+        if own is not None:
+            return own
+        template = self.contacts.get(role)
+        return None if template is None else template.replace("{authority}", authority)
+
+
+class PresetDeadline(Strict):
+    sla: DurationField
+    source: str
+    note: str | None = None
+
+
+class Preset(Strict):
+    """Deadlines set by an instrument (e.g. the EIO directive), used by reference from steps."""
+
+    id: Identifier
+    name: str
+    source: str
+    deadlines: Annotated[dict[Identifier, PresetDeadline], Field(min_length=1)]

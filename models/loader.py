@@ -1,0 +1,729 @@
+"""Load routing files and report every problem in them like a compiler, as `file:line:col: path: message`.
+
+YAML is read by a hardened loader: no dates or yes/no booleans guessed from plain text (`NO` is
+Norway, `2026-08-03` stays text for the validators), no anchors or aliases (no alias bombs), a
+size and depth limit, duplicate keys refused. The position of every key is kept, so pydantic
+errors and the cross-reference checks below can each point at their line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from functools import cached_property
+from pathlib import Path
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from models.calendar import Calendar, build_calendar
+from models.config import (
+    SPECIAL_TARGETS,
+    WEEKDAYS,
+    CalendarSpec,
+    CountryConfig,
+    Preset,
+    PresetDeadline,
+    Route,
+)
+from models.countries import ISO_3166_ALPHA2
+from models.domain import Outcome
+from models.errors import ConfigError, ConfigProblem
+
+MAX_BYTES = 512 * 1024
+MAX_DEPTH = 24
+MAX_NODES = 50_000
+
+Path_ = tuple[str | int, ...]
+M = TypeVar("M", bound=BaseModel)
+
+
+# -- reading YAML --------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    def __init__(self, mark: yaml.Mark | None, message: str) -> None:
+        self.mark = mark
+        self.message = message
+
+
+class _HardenedLoader(yaml.SafeLoader):
+    """SafeLoader without implicit dates, with YAML 1.2 booleans, and without anchors."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise _Refused(
+                event.start_mark,
+                "YAML anchors and aliases (&name, *name) are not allowed in routing files: "
+                "write the values out",
+            )
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise _Refused(event.start_mark, f"more than {MAX_NODES} YAML nodes: file refused")
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _Refused(event.start_mark, f"nested deeper than {MAX_DEPTH} levels: file refused")
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
+
+
+_DROPPED_TAGS = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool"}
+_HardenedLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _DROPPED_TAGS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_HardenedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+@dataclass
+class YamlDocument:
+    """Plain data read from a file, with the (line, column) of every key and list item."""
+
+    file: str
+    text: str
+    data: Any
+    positions: dict[Path_, tuple[int, int]]
+    problems: list[ConfigProblem] = field(default_factory=list)
+
+    def at(self, path: Path_) -> tuple[int, int]:
+        """The position of `path`, or of its nearest ancestor that exists in the file."""
+        for cut in range(len(path), -1, -1):
+            pos = self.positions.get(path[:cut])
+            if pos is not None:
+                return pos
+        return (1, 1)
+
+    def problem(self, path: Path_, message: str) -> ConfigProblem:
+        line, column = self.at(path)
+        return ConfigProblem(self.file, line, column, format_path(path), message)
+
+
+def format_path(path: Path_) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def read_yaml(path: Path, *, display: str | None = None) -> YamlDocument:
+    """Read `path` with the hardened loader; problems are collected, never raised."""
+    name = display or str(path)
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        return _refused(name, f"file is {size} bytes, over the {MAX_BYTES}-byte limit: refused")
+    raw = path.read_bytes()
+    if b"\x00" in raw:
+        offset = raw.index(b"\x00")
+        return _refused(name, f"binary data (NUL byte at offset {offset}): not a YAML text file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _refused(name, f"not UTF-8 text (bad byte at offset {exc.start}): save as UTF-8")
+    return parse_yaml(text, file=name)
+
+
+def _refused(name: str, message: str) -> YamlDocument:
+    doc = YamlDocument(name, "", None, {})
+    doc.problems.append(ConfigProblem(name, 1, 1, "", message))
+    return doc
+
+
+def parse_yaml(text: str, *, file: str) -> YamlDocument:
+    doc = YamlDocument(file, text, None, {})
+    loader = _HardenedLoader(text)
+    try:
+        node = loader.get_single_node()
+    except _Refused as exc:
+        line, col = (exc.mark.line + 1, exc.mark.column + 1) if exc.mark else (1, 1)
+        doc.problems.append(ConfigProblem(file, line, col, "", exc.message))
+        return doc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        doc.problems.append(ConfigProblem(file, line, col, "", f"YAML syntax: {exc.problem}"))
+        return doc
+    except yaml.YAMLError as exc:
+        doc.problems.append(ConfigProblem(file, 1, 1, "", f"YAML syntax: {exc}"))
+        return doc
+    finally:
+        loader.dispose()
+    if node is None:
+        doc.problems.append(ConfigProblem(file, 1, 1, "", "the file is empty"))
+        return doc
+    doc.data = _to_data(node, (), doc, loader)
+    return doc
+
+
+def _to_data(node: yaml.Node, path: Path_, doc: YamlDocument, loader: _HardenedLoader) -> Any:
+    doc.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        first_seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(key_node, path, doc, loader)
+            if not isinstance(key, str | int | float | bool) or key is None:
+                doc.problems.append(doc.problem(path, "a key must be plain text"))
+                continue
+            line = key_node.start_mark.line + 1
+            if key in first_seen:
+                doc.problems.append(
+                    ConfigProblem(
+                        doc.file,
+                        line,
+                        key_node.start_mark.column + 1,
+                        format_path((*path, str(key))),
+                        f"duplicate key {key!r} (first at line {first_seen[key]}): remove one",
+                    )
+                )
+                continue
+            first_seen[key] = line
+            child = (*path, str(key))
+            doc.positions[child] = (line, key_node.start_mark.column + 1)
+            out[str(key) if not isinstance(key, str) else key] = _to_data(
+                value_node, child, doc, loader
+            )
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_data(item, (*path, i), doc, loader) for i, item in enumerate(node.value)]
+    return _scalar(node, path, doc, loader)
+
+
+def _scalar(node: yaml.Node, path: Path_, doc: YamlDocument, loader: _HardenedLoader) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        doc.problems.append(doc.problem(path, "a key must be plain text, not a list or mapping"))
+        return None
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.YAMLError:
+        line, col = node.start_mark.line + 1, node.start_mark.column + 1
+        doc.problems.append(
+            ConfigProblem(doc.file, line, col, format_path(path), f"unsupported tag {node.tag}")
+        )
+        return None
+
+
+# -- validating against the schema ----------------------------------------------------------
+
+
+def validate_model(doc: YamlDocument, model: type[M]) -> M | None:
+    """Validate `doc.data` against `model`; every error becomes a located problem."""
+    if doc.problems:
+        return None
+    if not isinstance(doc.data, dict):
+        doc.problems.append(doc.problem((), "the file must be a mapping of keys to values"))
+        return None
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            loc = tuple(p for p in error["loc"] if p != "[key]")
+            path = _data_path(doc.data, loc)
+            doc.problems.append(doc.problem(path, _friendly(error, model, path)))
+        return None
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> Path_:
+    """Pydantic's loc without the union-branch labels it inserts (e.g. 'list[enum]')."""
+    out: list[str | int] = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, dict) and isinstance(part, str) and part in cur:
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, dict) and isinstance(part, str):
+            out.append(part)  # a missing or unknown key: point at its parent
+            cur = None
+        elif cur is not None and not isinstance(cur, dict | list):
+            break
+    return tuple(out)
+
+
+def _friendly(error: Any, model: type[BaseModel], path: Path_) -> str:
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        allowed = _fields_at(model, path[:-1])
+        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return f"unknown key {path[-1]!r}{hint}"
+    if kind == "missing":
+        return f"missing required key {path[-1]!r}" if path else "missing required key"
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    if kind in ("enum", "literal_error"):
+        return f"{value!r} is not allowed: {message[0].lower()}{message[1:]}"
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} has the wrong form: {message[0].lower()}{message[1:]}"
+    if isinstance(value, str | int | float | bool) and kind != "value_error":
+        return f"{value!r}: {message[0].lower()}{message[1:]}"
+    return message
+
+
+def _fields_at(model: type[BaseModel], path: Path_) -> list[str]:
+    """The field names of the model found at `path` below `model`, if any."""
+    current: Any = model
+    for part in path:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
+            info = current.model_fields.get(part)
+            if info is None:
+                return []
+            current = info.annotation
+        elif get_origin(current) in (list, dict):
+            current = get_args(current)[-1]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            tp = args[0]
+        else:
+            return tp
+
+
+# -- the loaded, versioned routing -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Routing:
+    """A validated country file, versioned by the hash of its content."""
+
+    config: CountryConfig
+    version: str
+    file: str
+    text: str
+    presets: dict[str, PresetDeadline]
+    """Preset deadlines the file refers to, by `<preset>.<deadline>`."""
+
+    @property
+    def country(self) -> str:
+        return self.config.country
+
+    def sla(self, route: Route, index: int) -> Any:
+        step = route.steps[index]
+        if step.sla is not None:
+            return step.sla
+        assert step.preset is not None
+        return self.presets[step.preset].sla
+
+    def calendar(self, authority: str | None = None) -> Calendar:
+        """The business calendar of the country, or of one authority if it has its own."""
+        return self._calendars[authority if authority in self.config.authorities else None]
+
+    @cached_property
+    def _calendars(self) -> _CalendarTable:
+        return _CalendarTable(self.config)
+
+
+class _CalendarTable(dict[str | None, Calendar]):
+    def __init__(self, config: CountryConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def __missing__(self, authority: str | None) -> Calendar:
+        spec = self.config.calendar
+        tz = self.config.timezone
+        closures = _closure_days(spec)
+        if authority is not None:
+            own = self.config.authorities[authority]
+            tz = own.timezone or tz
+            if own.calendar is not None:
+                closures = closures + _closure_days(own.calendar)
+                spec = own.calendar
+        source = spec.holidays
+        calendar = build_calendar(
+            timezone=tz,
+            weekend=tuple(WEEKDAYS.index(d) for d in spec.weekend),
+            holiday_country=source.country if source else None,
+            holiday_subdiv=source.subdiv if source else None,
+            closures=tuple(closures),
+        )
+        self[authority] = calendar
+        return calendar
+
+
+def _closure_days(spec: CalendarSpec) -> list[tuple[date, str]]:
+    out = []
+    for item in spec.closures:
+        first, _, last = item.partition("/")
+        day, end = date.fromisoformat(first), date.fromisoformat(last or first)
+        while day <= end:
+            out.append((day, f"closure {item}"))
+            day += timedelta(days=1)
+    return out
+
+
+def content_hash(config: CountryConfig, presets: dict[str, PresetDeadline]) -> str:
+    """A stable version id: the same meaning gives the same hash, whatever the comments."""
+    payload = {
+        "config": config.model_dump(mode="json"),
+        "presets": {k: v.model_dump(mode="json") for k, v in sorted(presets.items())},
+    }
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# -- finding files ------------------------------------------------------------------------------
+
+
+def config_root() -> Path:
+    """`$ROGATORY_CONFIG_DIR`, else `./config` if it exists, else the one beside this package."""
+    env = os.environ.get("ROGATORY_CONFIG_DIR")
+    if env:
+        return Path(env)
+    local = Path("config")
+    if (local / "countries").is_dir():
+        return local
+    return Path(__file__).resolve().parent.parent / "config"
+
+
+def load_presets(root: Path | None = None) -> dict[str, PresetDeadline]:
+    """Every preset deadline under `<root>/presets`, keyed `<preset>.<deadline>`."""
+    folder = (root or config_root()) / "presets"
+    problems: list[ConfigProblem] = []
+    out: dict[str, PresetDeadline] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        doc = read_yaml(path, display=_display(path))
+        preset = validate_model(doc, Preset)
+        if preset is not None and preset.id != path.stem:
+            doc.problems.append(
+                doc.problem(("id",), f"id {preset.id!r} does not match the file name {path.name}")
+            )
+        problems += doc.problems
+        if preset is not None:
+            for name, deadline in preset.deadlines.items():
+                out[f"{preset.id}.{name}"] = deadline
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def load_country(path: Path, *, presets: dict[str, PresetDeadline] | None = None) -> Routing:
+    """Load and check one country file; raises ConfigError listing every problem."""
+    if presets is None:
+        presets = load_presets(path.resolve().parent.parent)
+    doc = read_yaml(path, display=_display(path))
+    config = validate_model(doc, CountryConfig)
+    if config is not None:
+        doc.problems += list(check_country(config, doc, file_stem=path.stem, presets=presets))
+    if doc.problems or config is None:
+        raise ConfigError(doc.problems)
+    used = {s.preset: presets[s.preset] for r in config.routes for s in r.steps if s.preset}
+    return Routing(config, content_hash(config, used), doc.file, doc.text, used)
+
+
+def country_files(root: Path | None = None) -> list[Path]:
+    return sorted(((root or config_root()) / "countries").glob("*.yaml"))
+
+
+def load_all(root: Path | None = None) -> dict[str, Routing]:
+    """Every country under `<root>/countries`, keyed by country code; all problems at once."""
+    root = root or config_root()
+    presets = load_presets(root)
+    problems: list[ConfigProblem] = []
+    out: dict[str, Routing] = {}
+    for path in country_files(root):
+        try:
+            routing = load_country(path, presets=presets)
+        except ConfigError as exc:
+            problems += exc.problems
+        else:
+            out[routing.country] = routing
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+# -- cross-reference checks ---------------------------------------------------------------------
+
+
+def check_country(
+    config: CountryConfig,
+    doc: YamlDocument,
+    *,
+    file_stem: str,
+    presets: dict[str, PresetDeadline],
+) -> Iterator[ConfigProblem]:
+    """Rules spanning several fields; each problem points at the line that should change."""
+    if file_stem != config.country.lower():
+        yield doc.problem(
+            ("country",),
+            f"country {config.country!r} does not match the file name {file_stem}.yaml: "
+            f"rename the file to {config.country.lower()}.yaml or fix the code",
+        )
+    if config.country not in ISO_3166_ALPHA2:
+        yield doc.problem(("country",), f"{config.country!r} is not an ISO 3166 country code")
+    yield from _check_timezone(config.timezone, ("timezone",), doc)
+    yield from _check_calendar(config.calendar, ("calendar",), doc)
+    known = ", ".join(config.authorities)
+    for aid, authority in config.authorities.items():
+        if authority.timezone is not None:
+            yield from _check_timezone(authority.timezone, ("authorities", aid, "timezone"), doc)
+        if authority.calendar is not None:
+            yield from _check_calendar(authority.calendar, ("authorities", aid, "calendar"), doc)
+    route_ids: dict[str, int] = {}
+    for r, route in enumerate(config.routes):
+        where: Path_ = ("routes", r)
+        if route.id in route_ids:
+            yield doc.problem(
+                (*where, "id"), f"route id {route.id!r} is already used by routes[{route_ids[route.id]}]"
+            )
+        route_ids.setdefault(route.id, r)
+        yield from _check_matcher(route.when, (*where, "when"), doc)
+        step_ids: dict[str, int] = {}
+        for s, step in enumerate(route.steps):
+            at: Path_ = (*where, "steps", s)
+            if step.id in step_ids:
+                yield doc.problem((*at, "id"), f"step id {step.id!r} is already used in this route")
+            step_ids.setdefault(step.id, s)
+            if step.holder not in config.authorities:
+                yield doc.problem(
+                    (*at, "holder"), f"unknown authority {step.holder!r} (known: {known})"
+                )
+            if (step.sla is None) == (step.preset is None):
+                yield doc.problem(
+                    at, "give either `sla` (e.g. 10bd, 30d, 48h) or `preset`, exactly one of them"
+                )
+            if step.preset is not None and step.preset not in presets:
+                yield doc.problem(
+                    (*at, "preset"),
+                    f"unknown preset deadline {step.preset!r} (known: {', '.join(sorted(presets))})",
+                )
+            if step.when is not None:
+                yield from _check_matcher(step.when, (*at, "when"), doc)
+        yield from _check_decisions(route, where, doc)
+        yield from _check_flow(route, where, doc)
+    yield from _check_contacts(config, doc)
+    yield from _check_prescription(config, doc)
+
+
+def _check_timezone(name: str, path: Path_, doc: YamlDocument) -> Iterator[ConfigProblem]:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        yield doc.problem(path, f"unknown timezone {name!r}: use an IANA name like Europe/Rome")
+
+
+def _check_calendar(spec: CalendarSpec, path: Path_, doc: YamlDocument) -> Iterator[ConfigProblem]:
+    import holidays as holidays_pkg
+
+    if spec.holidays is not None:
+        supported = holidays_pkg.list_supported_countries()
+        code, subdiv = spec.holidays.country, spec.holidays.subdiv
+        if code not in supported:
+            yield doc.problem(
+                (*path, "holidays", "country"),
+                f"the holidays package does not know country {code!r}: list its public "
+                "holidays under `closures` instead",
+            )
+        elif subdiv is not None and subdiv not in supported[code]:
+            known = ", ".join(supported[code]) or "none"
+            yield doc.problem(
+                (*path, "holidays", "subdiv"),
+                f"{code} has no subdivision {subdiv!r} in the holidays package (known: {known})",
+            )
+    for i, item in enumerate(spec.closures):
+        first, _, last = item.partition("/")
+        try:
+            start, end = date.fromisoformat(first), date.fromisoformat(last or first)
+        except ValueError as exc:
+            yield doc.problem((*path, "closures", i), f"{item!r} is not a real date ({exc})")
+            continue
+        if end < start:
+            yield doc.problem((*path, "closures", i), f"range {item!r} ends before it starts")
+
+
+def _check_matcher(matcher: Any, path: Path_, doc: YamlDocument) -> Iterator[ConfigProblem]:
+    for code in matcher.counterpart or []:
+        if code not in ISO_3166_ALPHA2:
+            yield doc.problem(
+                (*path, "counterpart"), f"{code!r} is not an ISO 3166 alpha-2 country code"
+            )
+
+
+_FORWARD = {Outcome.FORWARDED, Outcome.EXECUTED, Outcome.PARTIALLY_EXECUTED}
+
+
+def _check_decisions(route: Route, where: Path_, doc: YamlDocument) -> Iterator[ConfigProblem]:
+    ids = [s.id for s in route.steps]
+    for s in range(len(route.steps)):
+        at: Path_ = (*where, "steps", s, "decisions")
+        for outcome, target in route.decisions_for(s).items():
+            here: Path_ = (*at, str(outcome))
+            if target not in SPECIAL_TARGETS and target not in ids:
+                yield doc.problem(
+                    here,
+                    f"unknown target {target!r}: use next, end, requester, stay "
+                    f"or a step id ({', '.join(ids)})",
+                )
+                continue
+            if target == "next" and s == len(route.steps) - 1:
+                yield doc.problem(here, "this is the last step, there is no next one: use end")
+            elif outcome == Outcome.RETURNED and target not in ("requester",) + tuple(ids[:s]):
+                yield doc.problem(
+                    here, "a returned request goes back to the requester or to an earlier step"
+                )
+            elif outcome in _FORWARD and target in ids and ids.index(target) <= s:
+                yield doc.problem(
+                    here, f"{outcome} must move forward: {target!r} is not after this step"
+                )
+            elif outcome == Outcome.REFUSED and target != "end":
+                yield doc.problem(here, "a refusal ends the case: use end")
+            elif outcome == Outcome.POSTPONED and target != "stay":
+                yield doc.problem(here, "a postponed request stays on its step: use stay")
+            elif target == "stay" and outcome != Outcome.POSTPONED:
+                yield doc.problem(here, "only a postponement can stay on the step")
+
+
+def route_successors(route: Route, index: int) -> set[int | str]:
+    """Where decisions on step `index` can lead: step indexes, or 'end'.
+
+    A conditional step (`when`) may be skipped, so `next` also reaches the steps after it. A
+    return to the requester comes back to the same step when the requester answers.
+    """
+    ids = [s.id for s in route.steps]
+    out: set[int | str] = set()
+    for target in route.decisions_for(index).values():
+        if target == "end":
+            out.add("end")
+        elif target in ("stay", "requester"):
+            out.add(index)
+        elif target == "next":
+            j = index + 1
+            while j < len(route.steps):
+                out.add(j)
+                if route.steps[j].when is None:
+                    break
+                j += 1
+            else:
+                out.add("end")
+        elif target in ids:
+            out.add(ids.index(target))
+    return out
+
+
+def _check_flow(route: Route, where: Path_, doc: YamlDocument) -> Iterator[ConfigProblem]:
+    n = len(route.steps)
+    graph = {i: route_successors(route, i) for i in range(n)}
+    starts = []
+    for i, step in enumerate(route.steps):
+        starts.append(i)
+        if step.when is None:
+            break
+    reached: set[int | str] = set()
+    frontier: list[int | str] = list(starts)
+    while frontier:
+        node = frontier.pop()
+        if node in reached:
+            continue
+        reached.add(node)
+        if isinstance(node, int):
+            frontier.extend(graph[node])
+    for i in range(n):
+        if i not in reached:
+            yield doc.problem(
+                (*where, "steps", i, "id"),
+                f"step {route.steps[i].id!r} can never be reached: no decision leads to it",
+            )
+    reverse: dict[int | str, set[int]] = {}
+    for i, targets in graph.items():
+        for t in targets:
+            reverse.setdefault(t, set()).add(i)
+    exits: set[int | str] = set()
+    frontier = ["end"]
+    while frontier:
+        node = frontier.pop()
+        if node in exits:
+            continue
+        exits.add(node)
+        frontier.extend(reverse.get(node, ()))
+    for i in range(n):
+        if i in reached and i not in exits:
+            yield doc.problem(
+                (*where, "steps", i, "id"),
+                f"step {route.steps[i].id!r} is in a loop without exit: no chain of decisions "
+                "from it reaches end; add a decision that moves forward or ends the case",
+            )
+
+
+def _check_contacts(config: CountryConfig, doc: YamlDocument) -> Iterator[ConfigProblem]:
+    ladders: list[tuple[Path_, Any]] = [(("escalation",), config.escalation)]
+    for r, route in enumerate(config.routes):
+        ladders.append((("routes", r, "escalation"), route.escalation or []))
+        for s, step in enumerate(route.steps):
+            ladders.append((("routes", r, "steps", s, "escalation"), step.escalation or []))
+    for path, rungs in ladders:
+        for k, rung in enumerate(rungs):
+            for role in rung.notify:
+                missing = [
+                    aid for aid in config.authorities if config.contact(role, aid) is None
+                ]
+                if missing:
+                    yield doc.problem(
+                        (*path, k, "notify"),
+                        f"no apprise tag for role {str(role)!r} (authorities without one: "
+                        f"{', '.join(missing)}): add `{role}: <tag>` under contacts",
+                    )
+
+
+def _check_prescription(config: CountryConfig, doc: YamlDocument) -> Iterator[ConfigProblem]:
+    if config.prescription is None:
+        return
+    seen: dict[str, int] = {}
+    for p, period in enumerate(config.prescription.periods):
+        at: Path_ = ("prescription", "periods", p)
+        for offence in period.offences:
+            if offence in seen:
+                yield doc.problem(
+                    (*at, "offences"),
+                    f"offence {str(offence)!r} already has a period in periods[{seen[offence]}]",
+                )
+            seen.setdefault(offence, p)
+        if period.cap_years is not None and period.cap_factor is not None:
+            yield doc.problem(at, "give cap_years or cap_factor, not both")
+        if period.cap_years is not None and period.cap_years < period.years:
+            yield doc.problem(
+                (*at, "cap_years"),
+                f"the cap ({period.cap_years} years) is shorter than the period ({period.years})",
+            )
