@@ -161,9 +161,10 @@ class Calendar:
     def add(self, start: datetime, duration: str | Duration) -> datetime:
         """The instant `duration` after `start` (see the module docstring for the semantics)."""
         d = duration if isinstance(duration, Duration) else _parse_duration(duration)
-        if d.unit == "h":
-            return (start + timedelta(hours=d.amount)).astimezone(self.tz)
         i = self._day_index(start)
+        if d.unit == "h":
+            # In UTC: aware + timedelta in the start's own zone would add wall-clock hours.
+            return (start.astimezone(UTC) + timedelta(hours=d.amount)).astimezone(self.tz)
         if d.unit == "d":
             target = i + d.amount
         else:
@@ -196,11 +197,13 @@ class Calendar:
     ) -> npt.NDArray[np.int64]:
         """`add` over an array of UTC epoch seconds, returning UTC epoch seconds."""
         d = duration if isinstance(duration, Duration) else _parse_duration(duration)
+        if starts.size and (starts.min() < self._midnight[0] or starts.max() >= self._midnight[-1]):
+            raise CalendarError(
+                f"an instant is outside this calendar's range ({self.first.year}-{self.last.year})"
+            )
         if d.unit == "h":
             return starts + 3600 * d.amount
         idx = np.searchsorted(self._midnight, starts, side="right") - 1
-        if idx.size and (idx.min() < 0 or idx.max() >= len(self._eod)):
-            raise CalendarError("an instant is outside this calendar's range")
         if d.unit == "d":
             target = idx + d.amount
         else:

@@ -1,0 +1,456 @@
+"""The business calendar keeps the semantics of its module docstring, for every configured country.
+
+Hand-worked examples pin down the meaning; property tests hold the fast paths (`Calendar.add`,
+`Calendar.add_many`) to the day-by-day definition in `models.calendar_reference`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import holidays as holidays_pkg
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.calendar import Calendar, SkippedDay, build_calendar
+from models.calendar_reference import reference_add, reference_business_days_between
+from models.config import WEEKDAYS, CalendarSpec
+from models.errors import CalendarError
+from models.loader import Routing, load_all
+
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+
+SV = ZoneInfo("America/El_Salvador")
+ROME = ZoneInfo("Europe/Rome")
+NEW_YORK = ZoneInfo("America/New_York")
+RIYADH = ZoneInfo("Asia/Riyadh")
+
+
+def at(year: int, month: int, day: int, hour: int, minute: int, second: int, tz: ZoneInfo):
+    return datetime(year, month, day, hour, minute, second, tzinfo=tz)
+
+
+def same_instant_and_offset(got: datetime, want: datetime) -> bool:
+    """Aware datetimes sharing a tzinfo compare as wall times; compare the instants instead."""
+    return got.timestamp() == want.timestamp() and got.utcoffset() == want.utcoffset()
+
+
+@pytest.fixture(scope="module")
+def routings() -> dict[str, Routing]:
+    return load_all(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def el_salvador(routings: dict[str, Routing]) -> Calendar:
+    return routings["SV"].calendar()
+
+
+def us_calendar() -> Calendar:
+    return build_calendar(
+        timezone="America/New_York",
+        weekend=(5, 6),
+        holiday_country="US",
+        holiday_subdiv=None,
+        closures=(),
+    )
+
+
+def italy_calendar() -> Calendar:
+    return build_calendar(
+        timezone="Europe/Rome",
+        weekend=(5, 6),
+        holiday_country="IT",
+        holiday_subdiv=None,
+        closures=(),
+    )
+
+
+def riyadh_calendar() -> Calendar:
+    return Calendar(
+        timezone="Asia/Riyadh",
+        weekend={4, 5},
+        holidays={date(2026, 1, 13): "Test holiday"},
+        closures={},
+    )
+
+
+# -- hand-worked examples ------------------------------------------------------------------------
+
+
+def test_sv_business_days_skip_the_year_end_closure_new_year_and_weekends(el_salvador):
+    start = datetime(2026, 12, 23, 15, 0, tzinfo=UTC)  # Wednesday 09:00 in San Salvador
+
+    deadline = el_salvador.add(start, "10bd")
+
+    # Dec 24-31 closed (Dec 25 is also Christmas), Jan 1 New Year, then Jan 4-8 and 11-15.
+    assert same_instant_and_offset(deadline, at(2027, 1, 15, 23, 59, 59, SV))
+    assert deadline.tzinfo == SV
+    closure = "closure 2026-12-24/2026-12-31"
+    assert el_salvador.skipped(start, deadline) == [
+        SkippedDay(date(2026, 12, 24), closure),
+        SkippedDay(date(2026, 12, 25), "Christmas Day (public holiday)"),
+        *(SkippedDay(date(2026, 12, d), closure) for d in range(26, 32)),
+        SkippedDay(date(2027, 1, 1), "New Year's Day (public holiday)"),
+        SkippedDay(date(2027, 1, 2), "Saturday (weekend)"),
+        SkippedDay(date(2027, 1, 3), "Sunday (weekend)"),
+        SkippedDay(date(2027, 1, 9), "Saturday (weekend)"),
+        SkippedDay(date(2027, 1, 10), "Sunday (weekend)"),
+    ]
+
+
+def test_sv_calendar_days_count_closed_days_too(el_salvador):
+    start = datetime(2026, 12, 23, 15, 0, tzinfo=UTC)
+
+    assert same_instant_and_offset(el_salvador.add(start, "30d"), at(2027, 1, 22, 23, 59, 59, SV))
+
+
+def test_business_days_count_from_the_local_date_in_the_calendars_timezone(el_salvador):
+    thursday_late = datetime(2027, 1, 8, 5, 59, 59, tzinfo=UTC)  # Thu Jan 7, 23:59:59 local
+    friday_midnight = datetime(2027, 1, 8, 6, 0, 0, tzinfo=UTC)  # Fri Jan 8, 00:00:00 local
+
+    assert same_instant_and_offset(
+        el_salvador.add(thursday_late, "1bd"), at(2027, 1, 8, 23, 59, 59, SV)
+    )
+    assert same_instant_and_offset(
+        el_salvador.add(friday_midnight, "1bd"), at(2027, 1, 11, 23, 59, 59, SV)
+    )
+
+
+def test_sv_holiday_on_a_saturday_closes_no_extra_weekday(el_salvador):
+    # Labour Day 2027-05-01 is a Saturday; El Salvador moves nothing, so Monday May 3 is open.
+    friday = at(2027, 4, 30, 10, 0, 0, SV)
+
+    assert el_salvador.is_business_day(date(2027, 5, 3))
+    assert same_instant_and_offset(el_salvador.add(friday, "1bd"), at(2027, 5, 3, 23, 59, 59, SV))
+
+
+def test_italian_holidays_on_a_weekend_close_no_extra_weekday():
+    # Christmas 2027 is a Saturday, St Stephen a Sunday; Italy observes neither on Monday.
+    italy = italy_calendar()
+
+    deadline = italy.add(at(2027, 12, 24, 12, 0, 0, ROME), "1bd")
+
+    assert same_instant_and_offset(deadline, at(2027, 12, 27, 23, 59, 59, ROME))
+
+
+def test_us_holiday_on_a_sunday_closes_the_observed_monday():
+    # Independence Day 2027 is a Sunday; the holidays package lists Monday July 5 as observed.
+    us = us_calendar()
+
+    deadline = us.add(at(2027, 7, 2, 12, 0, 0, NEW_YORK), "1bd")
+
+    assert not us.is_business_day(date(2027, 7, 5))
+    assert same_instant_and_offset(deadline, at(2027, 7, 6, 23, 59, 59, NEW_YORK))
+
+
+@pytest.mark.parametrize(
+    ("calendar", "start", "deadline"),
+    [
+        pytest.param(
+            italy_calendar(),
+            at(2026, 3, 28, 12, 0, 0, ROME),
+            at(2026, 3, 30, 13, 0, 0, ROME),
+            id="rome-spring-forward",
+        ),
+        pytest.param(
+            italy_calendar(),
+            at(2026, 10, 24, 12, 0, 0, ROME),
+            at(2026, 10, 26, 11, 0, 0, ROME),
+            id="rome-fall-back",
+        ),
+        pytest.param(
+            us_calendar(),
+            at(2026, 3, 7, 9, 0, 0, NEW_YORK),
+            at(2026, 3, 9, 10, 0, 0, NEW_YORK),
+            id="new-york-spring-forward",
+        ),
+    ],
+)
+def test_hours_are_elapsed_hours_across_a_dst_change(calendar, start, deadline):
+    got = calendar.add(start, "48h")
+    many = calendar.add_many(np.array([int(start.timestamp())], dtype=np.int64), "48h")
+
+    assert got.timestamp() - start.timestamp() == 48 * 3600
+    assert same_instant_and_offset(got, deadline)
+    assert many.tolist() == [int(deadline.timestamp())]
+
+
+def test_business_day_deadline_ends_at_local_midnight_after_a_dst_change():
+    italy = italy_calendar()
+
+    deadline = italy.add(at(2026, 3, 27, 9, 0, 0, ROME), "1bd")  # Friday, winter time
+
+    assert same_instant_and_offset(deadline, at(2026, 3, 30, 23, 59, 59, ROME))
+    assert deadline.utcoffset() == timedelta(hours=2)
+
+
+# -- a Friday/Saturday weekend -------------------------------------------------------------------
+
+
+def test_friday_and_saturday_are_the_weekend_in_riyadh():
+    riyadh = riyadh_calendar()
+
+    assert not riyadh.is_business_day(date(2026, 1, 9))  # Friday
+    assert not riyadh.is_business_day(date(2026, 1, 10))  # Saturday
+    assert riyadh.is_business_day(date(2026, 1, 11))  # Sunday
+
+
+def test_riyadh_business_days_skip_friday_saturday_and_holidays():
+    riyadh = riyadh_calendar()
+    thursday = at(2026, 1, 8, 10, 0, 0, RIYADH)
+
+    assert same_instant_and_offset(riyadh.add(thursday, "1bd"), at(2026, 1, 11, 23, 59, 59, RIYADH))
+    # Sun 11, Mon 12, (Tue 13 holiday), Wed 14, Thu 15, (Fri 16, Sat 17), Sun 18.
+    assert same_instant_and_offset(riyadh.add(thursday, "5bd"), at(2026, 1, 18, 23, 59, 59, RIYADH))
+    assert riyadh.business_days_between(thursday, at(2026, 1, 18, 8, 0, 0, RIYADH)) == 5
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["10 weeks", "bd10", "", "1.5bd", "-3d", "10BD", "10 bd 2"])
+def test_bad_duration_says_how_to_write_one(el_salvador, text):
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+
+    with pytest.raises(CalendarError) as info:
+        el_salvador.add(start, text)
+
+    assert str(info.value) == (
+        f"{text!r} is not a duration: write a whole number followed by bd (business days), "
+        "d (calendar days) or h (hours), e.g. 10bd, 30d, 48h"
+    )
+
+
+def test_zero_duration_is_refused(el_salvador):
+    with pytest.raises(CalendarError, match=r"^'0bd': a duration must be at least 1$"):
+        el_salvador.add(datetime(2026, 6, 1, tzinfo=UTC), "0bd")
+
+
+@pytest.mark.parametrize("duration", ["1bd", "1d", "1h"])
+def test_naive_datetimes_are_refused(el_salvador, duration):
+    with pytest.raises(CalendarError, match="has no timezone: pass an aware datetime"):
+        el_salvador.add(datetime(2026, 6, 1, 12, 0), duration)
+
+
+def test_naive_datetimes_are_refused_when_counting_business_days(el_salvador):
+    aware = datetime(2026, 6, 1, tzinfo=UTC)
+
+    with pytest.raises(CalendarError, match="has no timezone"):
+        el_salvador.business_days_between(aware, datetime(2026, 6, 9))
+
+
+@pytest.mark.parametrize("duration", ["1bd", "1d", "1h"])
+@pytest.mark.parametrize(
+    "start", [datetime(1989, 12, 31, 12, tzinfo=UTC), datetime(2081, 1, 1, 12, tzinfo=UTC)]
+)
+def test_instants_outside_the_calendar_range_are_refused(el_salvador, start, duration):
+    with pytest.raises(CalendarError, match=r"outside this calendar's range \(1990-2080\)"):
+        el_salvador.add(start, duration)
+    with pytest.raises(CalendarError, match=r"outside this calendar's range \(1990-2080\)"):
+        el_salvador.add_many(np.array([int(start.timestamp())], dtype=np.int64), duration)
+
+
+@pytest.mark.parametrize("duration", ["400bd", "90d"])
+def test_deadline_past_the_calendar_range_is_refused(el_salvador, duration):
+    start = datetime(2080, 12, 1, tzinfo=UTC)
+
+    with pytest.raises(CalendarError, match="runs past 2080"):
+        el_salvador.add(start, duration)
+    with pytest.raises(CalendarError, match="runs past 2080"):
+        el_salvador.add_many(np.array([int(start.timestamp())], dtype=np.int64), duration)
+
+
+# -- every configured calendar against the day-by-day reference ---------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """A fast calendar and the plain facts the reference walks through."""
+
+    name: str
+    calendar: Calendar
+    timezone: str
+    weekend: set[int]
+    holidays: holidays_pkg.HolidayBase | dict[date, str]
+    closures: set[date]
+
+    def reference_add(self, start: datetime, duration: str) -> datetime:
+        return reference_add(
+            start=start,
+            duration=duration,
+            timezone=self.timezone,
+            weekend=self.weekend,
+            holidays=self.holidays,
+            closures=self.closures,
+        )
+
+
+def closure_days(spec: CalendarSpec) -> set[date]:
+    out: set[date] = set()
+    for item in spec.closures:
+        first, _, last = item.partition("/")
+        day, end = date.fromisoformat(first), date.fromisoformat(last or first)
+        while day <= end:
+            out.add(day)
+            day += timedelta(days=1)
+    return out
+
+
+def reference_case(routing: Routing, authority: str | None) -> Case:
+    """What the file says the calendar of `authority` (None: the country's) should be."""
+    config = routing.config
+    spec, timezone, closures = config.calendar, config.timezone, closure_days(config.calendar)
+    if authority is not None:
+        own = config.authorities[authority]
+        timezone = own.timezone or timezone
+        if own.calendar is not None:
+            spec, closures = own.calendar, closures | closure_days(own.calendar)
+    source = spec.holidays
+    return Case(
+        name=f"{routing.country}-{authority or 'country'}",
+        calendar=routing.calendar(authority),
+        timezone=timezone,
+        weekend={WEEKDAYS.index(d) for d in spec.weekend},
+        # Lazy: the package computes each year on the first look-up, with no precomputed index.
+        holidays=holidays_pkg.country_holidays(source.country, subdiv=source.subdiv)
+        if source
+        else {},
+        closures=closures,
+    )
+
+
+def configured_cases() -> list[Case]:
+    """The country calendar of every file in config/countries, and every authority's own one."""
+    cases = []
+    for routing in load_all(CONFIG).values():
+        cases.append(reference_case(routing, None))
+        for aid, authority in routing.config.authorities.items():
+            if authority.calendar is not None or authority.timezone is not None:
+                cases.append(reference_case(routing, aid))
+    return cases
+
+
+EXTRA_CASES = [
+    Case(
+        "riyadh-fri-sat", riyadh_calendar(), "Asia/Riyadh", {4, 5}, {date(2026, 1, 13): "x"}, set()
+    ),
+    # Santiago changes clocks at midnight, so some local days start at 01:00 or last 25 hours.
+    Case(
+        "santiago-midnight-dst",
+        build_calendar(
+            timezone="America/Santiago",
+            weekend=(5, 6),
+            holiday_country="CL",
+            holiday_subdiv=None,
+            closures=((date(2031, 2, 3), "closure"),),
+        ),
+        "America/Santiago",
+        {5, 6},
+        holidays_pkg.country_holidays("CL"),
+        {date(2031, 2, 3)},
+    ),
+]
+CASES = [pytest.param(case, id=case.name) for case in configured_cases() + EXTRA_CASES]
+
+FIRST, LAST = datetime(2000, 1, 1), datetime(2060, 12, 31, 23, 59, 59)
+OTHER_ZONES = [
+    "UTC",
+    "Pacific/Kiritimati",
+    "Pacific/Pago_Pago",
+    "America/St_Johns",
+    "Europe/Rome",
+    "Australia/Lord_Howe",
+    "Asia/Kolkata",
+]
+
+durations = st.one_of(
+    st.integers(1, 400).map(lambda n: f"{n}bd"),
+    st.integers(1, 400).map(lambda n: f"{n}d"),
+    st.integers(1, 2000).map(lambda n: f"{n}h"),
+)
+
+
+def instants(timezone: str) -> st.SearchStrategy[datetime]:
+    """Aware instants from 2000 to 2060, in various zones, often a second from local midnight."""
+    zones = st.sampled_from([ZoneInfo(z) for z in [timezone, *OTHER_ZONES]])
+    anywhere = st.datetimes(min_value=FIRST, max_value=LAST, timezones=zones)
+    near_midnight = st.builds(
+        lambda day, shift, zone: (
+            datetime.combine(day, time(), ZoneInfo(timezone)).astimezone(UTC)
+            + timedelta(seconds=shift)
+        ).astimezone(zone),
+        st.dates(FIRST.date() + timedelta(days=1), LAST.date()),
+        st.sampled_from([-1, 0, 1]),
+        zones,
+    )
+    return st.one_of(anywhere, near_midnight)
+
+
+@pytest.mark.parametrize("case", CASES)
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_add_equals_the_day_by_day_reference(case: Case, data: st.DataObject):
+    start = data.draw(instants(case.timezone), label="start")
+    duration = data.draw(durations, label="duration")
+
+    got = case.calendar.add(start, duration)
+    want = case.reference_add(start, duration)
+
+    assert got.timestamp() == want.timestamp()
+    assert got.utcoffset() == want.utcoffset()
+
+
+@pytest.mark.parametrize("case", CASES)
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_add_many_equals_the_day_by_day_reference(case: Case, data: st.DataObject):
+    starts = data.draw(st.lists(instants(case.timezone), min_size=1, max_size=4), label="starts")
+    duration = data.draw(durations, label="duration")
+    epoch = np.array([int(s.timestamp()) for s in starts], dtype=np.int64)
+
+    got = case.calendar.add_many(epoch, duration)
+
+    want = [
+        int(case.reference_add(datetime.fromtimestamp(e, UTC), duration).timestamp()) for e in epoch
+    ]
+    assert got.dtype == np.int64
+    assert got.tolist() == want
+
+
+@pytest.mark.parametrize("case", CASES)
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_business_days_between_counts_back_what_add_added(case: Case, data: st.DataObject):
+    start = data.draw(instants(case.timezone), label="start")
+    n = data.draw(st.integers(1, 400), label="n")
+
+    deadline = case.calendar.add(start, f"{n}bd")
+
+    assert case.calendar.business_days_between(start, deadline) == n
+    assert case.calendar.business_days_between(deadline, start) == -n
+
+
+@pytest.mark.parametrize("case", CASES)
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_business_days_between_equals_the_day_by_day_reference(case: Case, data: st.DataObject):
+    a = data.draw(instants(case.timezone), label="a")
+    b = data.draw(
+        st.integers(-800 * 86400, 800 * 86400).map(lambda s: a + timedelta(seconds=s)), label="b"
+    )
+
+    want = reference_business_days_between(
+        a=a,
+        b=b,
+        timezone=case.timezone,
+        weekend=case.weekend,
+        holidays=case.holidays,
+        closures=case.closures,
+    )
+
+    assert case.calendar.business_days_between(a, b) == want
