@@ -453,6 +453,16 @@ def load_country(path: Path, *, presets: dict[str, PresetDeadline] | None = None
     return Routing(config, content_hash(config, used), doc.file, doc.text, used)
 
 
+def routing_from_snapshot(text: str, *, file: str, presets: dict[str, Any]) -> Routing:
+    """Rebuild a pinned routing from the YAML and presets stored in the ledger."""
+    doc = parse_yaml(text, file=file)
+    config = validate_model(doc, CountryConfig)
+    if config is None:
+        raise ConfigError(doc.problems)
+    used = {k: PresetDeadline.model_validate(v) for k, v in presets.items()}
+    return Routing(config, content_hash(config, used), file, text, used)
+
+
 def country_files(root: Path | None = None) -> list[Path]:
     return sorted(((root or config_root()) / "countries").glob("*.yaml"))
 

@@ -1,0 +1,107 @@
+"""The `rogatory` command line: validate configs, register and move cases, query the ledger.
+
+Commands that only touch configs or the ledger never start Prefect; `decide` resumes the case's
+flow after the decision is safely in the ledger, and says so when no server answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pendulum
+
+from models.errors import ConfigError, IntakeError, RogatoryError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) found.", file=sys.stderr)
+        return 1
+    except IntakeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except RogatoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rogatory",
+        description="Route legal-assistance requests through each country's chain of authorities.",
+    )
+    sub = parser.add_subparsers(metavar="COMMAND")
+    from app import commands
+
+    commands.register_all(sub)
+    return parser
+
+
+# -- helpers shared by the command modules -------------------------------------------------------
+
+
+def instant(text: str) -> datetime:
+    """An instant from the command line: `2026-12-23`, `2026-12-23T15:00`, with or without zone."""
+    try:
+        parsed = pendulum.parse(text, tz=os.environ.get("ROGATORY_TZ", "UTC"))
+    except (ValueError, pendulum.parsing.exceptions.ParserError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date or date-time ({exc})") from None
+    if not isinstance(parsed, datetime):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date or date-time")
+    return datetime.fromtimestamp(parsed.timestamp(), UTC)
+
+
+def day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    """Print JSON with --json, else the human text."""
+    if getattr(args, "json", False):
+        print(json.dumps(payload, indent=2, default=str, ensure_ascii=False))
+    else:
+        print(text)
+
+
+def actor(args: argparse.Namespace) -> str:
+    return str(
+        getattr(args, "actor", None)
+        or os.environ.get("ROGATORY_ACTOR")
+        or os.environ.get("USER")
+        or "clerk"
+    )
+
+
+def config_paths(paths: Sequence[str]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        out.extend(sorted(path.glob("*.yaml")) if path.is_dir() else [path])
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

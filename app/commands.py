@@ -1,0 +1,428 @@
+"""The subcommands of `rogatory`, each a thin layer over models/ (no SQL here)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from app.cli import actor, config_paths, day, emit, instant
+from models.clock import SystemClock
+from models.domain import DelayCause, Outcome, RefusalGround
+from models.errors import ConfigError, ConfigProblem, NotFound
+from models.loader import Routing, load_all, load_country, load_presets
+
+Sub = Any  # argparse's private _SubParsersAction
+
+
+def register_all(sub: Sub) -> None:
+    for add in (
+        _validate, _routes, _calendar, _request, _decide, _clock, _resubmit, _reassign,
+        _withdraw, _record, _migrate, _status, _inbox, _overdue, _audit,
+    ):
+        add(sub)
+
+
+@contextmanager
+def ledger_session() -> Iterator[tuple[Any, Any]]:
+    """A committed-or-nothing transaction on the ledger, with the routings in force."""
+    from models.engine import Routings
+    from models.ledger import Ledger
+
+    ledger = Ledger()
+    try:
+        with ledger.transaction() as session:
+            yield session, Routings(load_all())
+    finally:
+        ledger.dispose()
+
+
+def _run(name: str, args: argparse.Namespace, **kwargs: Any) -> int:
+    from models import engine
+
+    with ledger_session() as (session, routings):
+        result = getattr(engine, name)(
+            session=session, clock=SystemClock(), routings=routings, actor=actor(args),
+            idempotency_key=args.key, **kwargs,
+        )
+    emit(args, asdict(result), result.message)
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, *, on: bool = True) -> None:
+    p.add_argument("--key", help="idempotency key: repeating the command with it does nothing")
+    p.add_argument("--actor", help="who acts (default: $ROGATORY_ACTOR or $USER)")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    if on:
+        p.add_argument("--on", type=instant, help="when it happened, if entered late")
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+def _validate(sub: Sub) -> None:
+    p = sub.add_parser("validate", help="check country routing files; exit 1 listing every problem")
+    p.add_argument("paths", nargs="*", help="files or folders (default: config/countries)")
+    p.set_defaults(handler=validate)
+
+
+def validate(args: argparse.Namespace) -> int:
+    if not args.paths:
+        routings = load_all()
+        for code, routing in sorted(routings.items()):
+            print(f"ok  {routing.file}  {code}  version {routing.version}  "
+                  f"{len(routing.config.routes)} routes")
+        print(f"{len(routings)} country file(s) valid.")
+        return 0
+    presets = load_presets()
+    problems: list[ConfigProblem] = []
+    for path in config_paths(args.paths):
+        if not path.is_file():
+            problems.append(ConfigProblem(str(path), 1, 1, "", "no such file"))
+            continue
+        try:
+            routing = load_country(path, presets=presets)
+        except ConfigError as exc:
+            problems += exc.problems
+        else:
+            print(f"ok  {routing.file}  {routing.country}  version {routing.version}")
+    if problems:
+        raise ConfigError(problems)
+    return 0
+
+
+def _routing(code: str) -> Routing:
+    routings = load_all()
+    try:
+        return routings[code.upper()]
+    except KeyError:
+        raise NotFound(f"no routing for {code!r} (configured: {', '.join(sorted(routings))})")
+
+
+def _routes(sub: Sub) -> None:
+    p = sub.add_parser("routes", help="draw each route of a country as a chain with its SLAs")
+    p.add_argument("country")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=routes)
+
+
+def routes(args: argparse.Namespace) -> int:
+    routing = _routing(args.country)
+    config = routing.config
+    out = []
+    lines = [f"{config.name} ({config.country}), routing version {routing.version}", ""]
+    for route in config.routes:
+        links = []
+        for i, step in enumerate(route.steps):
+            name = config.authorities[step.holder].name
+            cond = f" [if {_matcher_text(step.when)}]" if step.when else ""
+            sla = routing.sla(route, i)
+            preset = f" {step.preset}" if step.preset else ""
+            links.append(f"{name} ({sla.amount} {sla.unit}{preset}){cond}")
+        when = _matcher_text(route.when) or "any request"
+        lines.append(f"{route.id}: {route.name or ''} — when {when}")
+        lines.append("  " + " -> ".join(links))
+        lines.append("")
+        out.append({"id": route.id, "when": route.when.model_dump(mode="json", exclude_none=True),
+                    "steps": [{"id": s.id, "holder": s.holder, "sla": str(routing.sla(route, i))}
+                              for i, s in enumerate(route.steps)]})
+    emit(args, {"country": config.country, "version": routing.version, "routes": out},
+         "\n".join(lines).rstrip())
+    return 0
+
+
+def _matcher_text(matcher: Any) -> str:
+    if matcher is None:
+        return ""
+    parts = []
+    for key, value in matcher.model_dump(mode="json", exclude_none=True).items():
+        shown = "|".join(str(v) for v in value) if isinstance(value, list) else str(value)
+        parts.append(f"{key}={shown}")
+    return ", ".join(parts)
+
+
+def _calendar(sub: Sub) -> None:
+    p = sub.add_parser("calendar", help="compute a due instant and show the days it skipped")
+    p.add_argument("country")
+    p.add_argument("--from", dest="start", type=instant, required=True)
+    p.add_argument("--add", required=True, help="10bd (business days), 30d or 48h")
+    p.add_argument("--authority", help="use this authority's own calendar")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=calendar)
+
+
+def calendar(args: argparse.Namespace) -> int:
+    routing = _routing(args.country)
+    if args.authority and args.authority not in routing.config.authorities:
+        known = ", ".join(routing.config.authorities)
+        raise NotFound(f"no authority {args.authority!r} (known: {known})")
+    cal = routing.calendar(args.authority)
+    start = args.start.astimezone(cal.tz)
+    due = cal.add(start, args.add)
+    skipped = cal.skipped(start, due)
+    lines = [
+        f"from      {start.isoformat()} ({cal.timezone})",
+        f"add       {args.add}",
+        f"due       {due.isoformat()}  ({due.strftime('%A %d %B %Y, end of day')})",
+        f"business days counted: {cal.business_days_between(start, due)}",
+    ]
+    if skipped:
+        lines.append(f"skipped {len(skipped)} day(s):")
+        lines += [f"  {s.day.isoformat()} {s.day.strftime('%a')}  {s.reason}" for s in skipped]
+    emit(args, {"from": start.isoformat(), "add": args.add, "due": due.isoformat(),
+                "skipped": [{"day": s.day.isoformat(), "reason": s.reason} for s in skipped]},
+         "\n".join(lines))
+    return 0
+
+
+# -- cases ---------------------------------------------------------------------------------------
+
+
+def _request(sub: Sub) -> None:
+    p = sub.add_parser("request", help="register requests")
+    rs = p.add_subparsers(metavar="ACTION")
+    r = rs.add_parser("register", help="register a request from a YAML or JSON file")
+    r.add_argument("file", type=Path)
+    _common(r)
+    r.set_defaults(handler=request_register)
+
+
+def request_register(args: argparse.Namespace) -> int:
+    text = args.file.read_text(encoding="utf-8")
+    data = json.loads(text) if args.file.suffix == ".json" else yaml.safe_load(text)
+    return _run("register", args, data=data, on=args.on)
+
+
+def _decide(sub: Sub) -> None:
+    p = sub.add_parser("decide", help="record the holder's decision on the open hop")
+    p.add_argument("reference")
+    p.add_argument("--outcome", required=True, choices=[o.value for o in Outcome])
+    p.add_argument("--hop", type=int, help="the hop decided (refused if another is open now)")
+    p.add_argument("--ground", choices=[g.value for g in RefusalGround])
+    p.add_argument("--cause", choices=[c.value for c in DelayCause])
+    p.add_argument("--note")
+    _common(p)
+    p.set_defaults(handler=decide)
+
+
+def decide(args: argparse.Namespace) -> int:
+    code = _run("decide", args, reference=args.reference, outcome=args.outcome, hop=args.hop,
+                ground=args.ground, cause=args.cause, note=args.note, on=args.on)
+    return code
+
+
+def _clock(sub: Sub) -> None:
+    p = sub.add_parser("clock", help="stop or resume the open hop's SLA clock")
+    p.add_argument("action", choices=["stop", "resume"])
+    p.add_argument("reference")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--hop", type=int)
+    _common(p)
+    p.set_defaults(handler=clock)
+
+
+def clock(args: argparse.Namespace) -> int:
+    name = "stop_clock" if args.action == "stop" else "resume_clock"
+    return _run(name, args, reference=args.reference, reason=args.reason, hop=args.hop,
+                on=args.on)
+
+
+def _resubmit(sub: Sub) -> None:
+    p = sub.add_parser("resubmit", help="the requester answered a return: reopen the hop")
+    p.add_argument("reference")
+    p.add_argument("--note")
+    _common(p)
+    p.set_defaults(handler=lambda a: _run("resubmit", a, reference=a.reference, note=a.note,
+                                          on=a.on))
+
+
+def _reassign(sub: Sub) -> None:
+    p = sub.add_parser("reassign", help="the request reached the wrong authority: move it")
+    p.add_argument("reference")
+    p.add_argument("--to", required=True, help="the authority id that should hold it")
+    p.add_argument("--hop", type=int)
+    p.add_argument("--note")
+    _common(p)
+    p.set_defaults(handler=lambda a: _run("reassign", a, reference=a.reference, to=a.to,
+                                          hop=a.hop, note=a.note, on=a.on))
+
+
+def _withdraw(sub: Sub) -> None:
+    p = sub.add_parser("withdraw", help="the requester no longer needs the assistance")
+    p.add_argument("reference")
+    p.add_argument("--note")
+    _common(p)
+    p.set_defaults(handler=lambda a: _run("withdraw", a, reference=a.reference, note=a.note,
+                                          on=a.on))
+
+
+def _record(sub: Sub) -> None:
+    from models.prescription import EventKind
+
+    p = sub.add_parser("record", help="record a prescription-relevant event")
+    p.add_argument("reference")
+    p.add_argument("--event", required=True, choices=[k.value for k in EventKind])
+    p.add_argument("--on", type=day, required=True, help="the day it happened (YYYY-MM-DD)")
+    p.add_argument("--request", dest="request_abroad", help="which request abroad it concerns")
+    p.add_argument("--note")
+    _common(p, on=False)
+    p.set_defaults(handler=lambda a: _run("record", a, reference=a.reference, event=a.event,
+                                          on=a.on, request_abroad=a.request_abroad, note=a.note))
+
+
+def _migrate(sub: Sub) -> None:
+    p = sub.add_parser("migrate", help="move a case to the routing version now in force")
+    p.add_argument("reference")
+    _common(p, on=False)
+    p.set_defaults(handler=lambda a: _run("migrate", a, reference=a.reference))
+
+
+# -- queries ---------------------------------------------------------------------------------------
+
+
+def _status(sub: Sub) -> None:
+    p = sub.add_parser("status", help="a case's timeline: hops, days taken, lateness, stops")
+    p.add_argument("reference")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=status)
+
+
+def status(args: argparse.Namespace) -> int:
+    from models.engine import Routings
+    from models.ledger import Ledger, Request
+    from models.queries import timeline
+
+    ledger = Ledger()
+    try:
+        with ledger.session() as session:
+            request = session.query(Request).filter_by(reference=args.reference).first()
+            if request is None:
+                raise NotFound(f"no case {args.reference!r}")
+            routing = Routings(load_all()).pinned(session, request.routing_version)
+            view = timeline(session=session, routing=routing, reference=args.reference,
+                            now=SystemClock().now())
+    finally:
+        ledger.dispose()
+    emit(args, view.as_json(), _timeline_text(view))
+    return 0
+
+
+def _timeline_text(view: Any) -> str:
+    pres = view.prescription_date.isoformat() if view.prescription_date else "not configured"
+    if view.prescription_running:
+        pres += " (provisional: a suspension is running)"
+    lines = [
+        f"{view.reference}  {view.country}  route {view.route}  ({view.status}"
+        f"{', ' + view.outcome if view.outcome else ''})",
+        f"registered {view.registered_at:%Y-%m-%d}   prescription {pres}",
+        "",
+        f"{'hop':>3}  {'step':<22} {'holder':<8} {'opened':<10} {'due':<10} {'closed':<10} "
+        f"{'bd':>4} {'cd':>4} {'late':>4} {'stop':>4}  decision",
+    ]
+    for h in view.hops:
+        closed = f"{h.closed_at:%Y-%m-%d}" if h.closed_at else "open"
+        decision = h.outcome or ""
+        if h.ground:
+            decision += f" ({h.ground})"
+        if h.cause:
+            decision += f" ({h.cause})"
+        lines.append(
+            f"{h.hop:>3}  {h.step:<22} {h.holder:<8} {h.opened_at:%Y-%m-%d} {h.due_at:%Y-%m-%d} "
+            f"{closed:<10} {h.business_days:>4} {h.calendar_days:>4} {h.days_late:>4} "
+            f"{h.stopped_business_days:>4}  {decision}"
+        )
+    if len(view.prescription_history) > 1:
+        lines += ["", "why the prescription date moved:"]
+        lines += [f"  {m['on']}  {m['event']}: {m.get('date')}  {m.get('why', '')}"
+                  for m in view.prescription_history]
+    return "\n".join(lines)
+
+
+def _inbox(sub: Sub) -> None:
+    p = sub.add_parser("inbox", help="an authority's open hops, overdue first")
+    p.add_argument("country")
+    p.add_argument("authority")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=inbox)
+
+
+def _items_text(items: list[Any], now: datetime) -> str:
+    if not items:
+        return "nothing open."
+    lines = [f"{'reference':<16} {'hop':>3} {'step':<22} {'holder':<8} {'due':<10} "
+             f"{'late':>4} {'slack':>6}  flags"]
+    for i in items:
+        flags = ",".join(f for f, on in (("OVERDUE", i.overdue), ("stopped", i.clock_stopped),
+                                         ("urgent", i.urgent)) if on)
+        slack = "-" if i.slack_days is None else str(i.slack_days)
+        lines.append(f"{i.reference:<16} {i.hop:>3} {i.step:<22} {i.holder:<8} "
+                     f"{i.due_at:%Y-%m-%d} {i.days_late:>4} {slack:>6}  {flags}")
+    return "\n".join(lines)
+
+
+def _query(args: argparse.Namespace, fn: Callable[..., list[Any]], **kwargs: Any) -> int:
+    from models.ledger import Ledger
+
+    routing = _routing(args.country)
+    now = SystemClock().now()
+    ledger = Ledger()
+    try:
+        with ledger.session() as session:
+            items = fn(session=session, routing=routing, now=now, **kwargs)
+    finally:
+        ledger.dispose()
+    emit(args, [asdict(i) for i in items], _items_text(items, now))
+    return 0
+
+
+def inbox(args: argparse.Namespace) -> int:
+    from models.queries import inbox as inbox_query
+
+    return _query(args, inbox_query, holder=args.authority)
+
+
+def _overdue(sub: Sub) -> None:
+    p = sub.add_parser("overdue", help="every overdue hop of a country")
+    p.add_argument("country")
+    p.add_argument("--json", action="store_true")
+
+    def handler(args: argparse.Namespace) -> int:
+        from models.queries import overdue
+
+        return _query(args, overdue)
+
+    p.set_defaults(handler=handler)
+
+
+def _audit(sub: Sub) -> None:
+    p = sub.add_parser("audit", help="check the ledger")
+    a = p.add_subparsers(metavar="ACTION")
+    v = a.add_parser("verify", help="recompute every event hash; exit 1 at the first broken link")
+    v.add_argument("--reference")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(handler=audit_verify)
+
+
+def audit_verify(args: argparse.Namespace) -> int:
+    from models.ledger import Ledger
+    from models.queries import verify_chain
+
+    ledger = Ledger()
+    try:
+        with ledger.session() as session:
+            broken = verify_chain(session=session, reference=args.reference)
+    finally:
+        ledger.dispose()
+    if broken:
+        emit(args, [asdict(b) for b in broken],
+             "\n".join(f"BROKEN {b}" for b in broken))
+        return 1
+    emit(args, [], "ledger intact: every event hash checks out")
+    return 0

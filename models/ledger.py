@@ -1,0 +1,307 @@
+"""The ledger: an append-only, hash-chained event log per case, and the projections kept beside it.
+
+`events` is the truth. `requests` and `steps` are projections updated in the same transaction as
+the event that changes them, so they can always be rebuilt and checked. Each event's hash covers
+the previous event's hash, so an edited or deleted event breaks the chain (`verify_chain`).
+SQLite (a file under ./var) by default; PostgreSQL when ROGATORY_DATABASE_URL says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+GENESIS = "0" * 64
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores them naive, in UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} refused: use aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RoutingVersion(Base):
+    """A country file as it was when a case pinned it: content hash and YAML snapshot."""
+
+    __tablename__ = "routing_versions"
+
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    country: Mapped[str] = mapped_column(String(2), index=True)
+    file: Mapped[str] = mapped_column(String(255))
+    yaml_text: Mapped[str] = mapped_column(Text)
+    presets: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The preset deadlines the file referred to, as they were."""
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReferenceCounter(Base):
+    """The last reference number given per country and year; bumped in the registering transaction."""
+
+    __tablename__ = "reference_counters"
+
+    country: Mapped[str] = mapped_column(String(2), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Request(Base):
+    """Projection: one case, as its events leave it."""
+
+    __tablename__ = "requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(32), unique=True)
+    country: Mapped[str] = mapped_column(String(2))
+    route_id: Mapped[str] = mapped_column(String(64))
+    routing_version: Mapped[str] = mapped_column(ForeignKey("routing_versions.version"))
+    direction: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    legal_basis: Mapped[str] = mapped_column(String(32))
+    offence_category: Mapped[str] = mapped_column(String(32))
+    counterpart: Mapped[str] = mapped_column(String(2))
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    coercive: Mapped[bool] = mapped_column(Boolean, default=False)
+    offence_date: Mapped[date] = mapped_column(Date)
+    discovery_date: Mapped[date | None] = mapped_column(Date)
+    intake: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    """open: a hop is running; with_requester: returned, waiting on the requester; closed."""
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    prescription_date: Mapped[date | None] = mapped_column(Date)
+    prescription_running: Mapped[bool] = mapped_column(Boolean, default=False)
+    current_step_id: Mapped[int | None] = mapped_column(Integer)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    head_hash: Mapped[str] = mapped_column(String(64), default=GENESIS)
+
+    __table_args__ = (Index("ix_requests_country_status", "country", "status"),)
+
+
+class Step(Base):
+    """Projection: one hop, one authority holding the request for one occurrence."""
+
+    __tablename__ = "steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    hop: Mapped[int] = mapped_column(Integer)
+    """1 for the case's first hop, 2 for the next, and so on (returns open new hops)."""
+    route_step: Mapped[str] = mapped_column(String(64))
+    step_index: Mapped[int] = mapped_column(Integer)
+    holder: Mapped[str] = mapped_column(String(64))
+    country: Mapped[str] = mapped_column(String(2))
+    sla: Mapped[str] = mapped_column(String(16))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rungs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    """Each rung of the ladder: index, kind, notify, first instant, repeat."""
+    next_rung_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """The earliest undelivered rung; NULL once all fired or while the clock is stopped."""
+    stopped_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stopped_bd: Mapped[int] = mapped_column(Integer, default=0)
+    """Business days the clock has been stopped so far, already added to due_at."""
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(64))
+    ground: Mapped[str | None] = mapped_column(String(48))
+    cause: Mapped[str | None] = mapped_column(String(48))
+
+    __table_args__ = (
+        UniqueConstraint("request_id", "hop"),
+        Index("ix_steps_next_rung_at", "next_rung_at"),
+        Index("ix_steps_holder_open", "country", "holder", "closed_at"),
+    )
+
+
+class Event(Base):
+    """One fact about a case. Never updated, never deleted."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(48))
+    actor: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[str] = mapped_column(Text)
+    """Canonical JSON, exactly as hashed."""
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        UniqueConstraint("request_id", "seq"),
+        Index("ix_events_kind_recorded", "kind", "recorded_at"),
+    )
+
+
+class Delivery(Base):
+    """One notification owed: unique per key, so a rung fires once per hop occurrence."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    """`step:<id>:rung:<n>:<repeat>` or `case:<ref>:slack:<days>` or `hop:<id>:opened`."""
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    step_id: Mapped[int | None] = mapped_column(ForeignKey("steps.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    tags: Mapped[list[str]] = mapped_column(JSON)
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    """pending (owed, maybe retrying), sending (claimed by a watcher), sent."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_deliveries_status_next", "status", "next_attempt_at"),)
+
+
+# -- engines and sessions ---------------------------------------------------------------------
+
+
+def database_url() -> str:
+    """`$ROGATORY_DATABASE_URL`, or a SQLite file under `./var` (created on demand)."""
+    url = os.environ.get("ROGATORY_DATABASE_URL")
+    if url:
+        return url
+    folder = Path(os.environ.get("ROGATORY_VAR", "var"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'ledger.db'}"
+
+
+def make_engine(url: str | None = None) -> Engine:
+    url = url or database_url()
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "isolation_level": None})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # Take the write lock up front: a command reads, checks, then writes, and two
+            # writers must serialise instead of failing halfway (pysqlite's deferred BEGIN).
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def create_schema(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from models.migrations import upgrade
+
+    upgrade(engine)
+
+
+class Ledger:
+    """The database of cases: an engine, and transactions that commit or leave no trace."""
+
+    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
+        self.engine = make_engine(url)
+        if migrate:
+            create_schema(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work is committed at the end, or rolled back on any exception."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+# -- the hash chain ------------------------------------------------------------------------------
+
+
+def canonical(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def event_hash(
+    *,
+    prev_hash: str,
+    reference: str,
+    seq: int,
+    kind: str,
+    actor: str,
+    payload: str,
+    occurred_at: datetime,
+    recorded_at: datetime,
+) -> str:
+    """The hash of one event, covering the hash of the event before it."""
+    material = "\x1f".join(
+        [
+            prev_hash,
+            reference,
+            str(seq),
+            kind,
+            actor,
+            payload,
+            occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
+            recorded_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        ]
+    )
+    return hashlib.sha256(material.encode()).hexdigest()

@@ -1,0 +1,10 @@
+"""Alembic environment: always handed a live connection by `models.migrations.upgrade`."""
+
+from alembic import context
+
+from models.ledger import Base
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

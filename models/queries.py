@@ -1,0 +1,259 @@
+"""Read-only views of the ledger: a case's timeline, an authority's inbox, overdue hops, the chain check."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.errors import NotFound
+from models.ledger import GENESIS, Event, Request, Step, event_hash
+from models.loader import Routing
+
+
+@dataclass(frozen=True)
+class ClockStop:
+    since: datetime
+    until: datetime | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class HopView:
+    hop: int
+    step: str
+    holder: str
+    holder_name: str
+    sla: str
+    opened_at: datetime
+    due_at: datetime
+    closed_at: datetime | None
+    business_days: int
+    calendar_days: int
+    days_late: int
+    """Business days past due (at closing, or now for an open hop); 0 when on time."""
+    stopped_business_days: int
+    stops: list[ClockStop]
+    outcome: str | None
+    ground: str | None
+    cause: str | None
+
+
+@dataclass(frozen=True)
+class Timeline:
+    reference: str
+    country: str
+    route: str
+    routing_version: str
+    status: str
+    outcome: str | None
+    registered_at: datetime
+    prescription_date: date | None
+    prescription_running: bool
+    prescription_history: list[dict[str, Any]]
+    hops: list[HopView] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=_jsonable))  # type: ignore[no-any-return]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(type(value))
+
+
+def hop_view(step: Step, routing: Routing, now: datetime, stops: list[ClockStop]) -> HopView:
+    calendar = routing.calendar(step.holder)
+    end = step.closed_at or now
+    late = max(0, calendar.business_days_between(step.due_at, end)) if end > step.due_at else 0
+    return HopView(
+        hop=step.hop,
+        step=step.route_step,
+        holder=step.holder,
+        holder_name=routing.config.authorities[step.holder].name,
+        sla=step.sla,
+        opened_at=step.opened_at,
+        due_at=step.due_at,
+        closed_at=step.closed_at,
+        business_days=calendar.business_days_between(step.opened_at, end),
+        calendar_days=(calendar.local_date(end) - calendar.local_date(step.opened_at)).days,
+        days_late=late,
+        stopped_business_days=step.stopped_bd,
+        stops=stops,
+        outcome=step.outcome,
+        ground=step.ground,
+        cause=step.cause,
+    )
+
+
+def timeline(*, session: Session, routing: Routing, reference: str, now: datetime) -> Timeline:
+    """Each hop of a case with its holder, dates, days taken, lateness, stops and decision."""
+    request = session.scalars(select(Request).where(Request.reference == reference)).first()
+    if request is None:
+        raise NotFound(f"no case {reference!r}")
+    events = session.scalars(
+        select(Event).where(Event.request_id == request.id).order_by(Event.seq)
+    ).all()
+    stops: dict[int, list[ClockStop]] = {}
+    history: list[dict[str, Any]] = []
+    for ev in events:
+        data = json.loads(ev.payload)
+        if ev.kind == "clock_stopped":
+            stops.setdefault(data["hop"], []).append(ClockStop(ev.occurred_at, None, data["reason"]))
+        elif ev.kind == "clock_resumed":
+            last = stops[data["hop"]][-1]
+            stops[data["hop"]][-1] = ClockStop(last.since, ev.occurred_at, last.reason)
+        elif ev.kind == "registered":
+            history.append({"on": ev.occurred_at.date().isoformat(), "event": "registered",
+                            **data["prescription"]})
+        elif ev.kind == "prescription_event":
+            history.append({"on": data["on"], "event": data["event"], **data["after"]})
+    steps = session.scalars(
+        select(Step).where(Step.request_id == request.id).order_by(Step.hop)
+    ).all()
+    return Timeline(
+        reference=request.reference,
+        country=request.country,
+        route=request.route_id,
+        routing_version=request.routing_version,
+        status=request.status,
+        outcome=request.outcome,
+        registered_at=request.registered_at,
+        prescription_date=request.prescription_date,
+        prescription_running=request.prescription_running,
+        prescription_history=history,
+        hops=[hop_view(s, routing, now, stops.get(s.hop, [])) for s in steps],
+    )
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    reference: str
+    hop: int
+    step: str
+    holder: str
+    opened_at: datetime
+    due_at: datetime
+    overdue: bool
+    days_late: int
+    prescription_date: date | None
+    slack_days: int | None
+    """Calendar days from today to the prescription date (negative: already prescribed)."""
+    clock_stopped: bool
+    urgent: bool
+
+
+def _open_hops(session: Session, *, country: str, holder: str | None) -> list[tuple[Step, Request]]:
+    query = (
+        select(Step, Request)
+        .join(Request, Step.request_id == Request.id)
+        .where(Step.country == country, Step.closed_at.is_(None))
+    )
+    if holder is not None:
+        query = query.where(Step.holder == holder)
+    return [(s, r) for s, r in session.execute(query).all()]
+
+
+def _item(step: Step, request: Request, routing: Routing, now: datetime) -> InboxItem:
+    calendar = routing.calendar(step.holder)
+    overdue = step.stopped_since is None and now > step.due_at
+    slack = (request.prescription_date - now.date()).days if request.prescription_date else None
+    return InboxItem(
+        reference=request.reference,
+        hop=step.hop,
+        step=step.route_step,
+        holder=step.holder,
+        opened_at=step.opened_at,
+        due_at=step.due_at,
+        overdue=overdue,
+        days_late=calendar.business_days_between(step.due_at, now) if overdue else 0,
+        prescription_date=request.prescription_date,
+        slack_days=slack,
+        clock_stopped=step.stopped_since is not None,
+        urgent=request.urgent,
+    )
+
+
+def _urgency(item: InboxItem) -> tuple[int, int, int, str]:
+    slack = item.slack_days if item.slack_days is not None else 10**6
+    return (0 if item.overdue else 1, slack, -item.days_late, item.reference)
+
+
+def inbox(
+    *, session: Session, routing: Routing, holder: str, now: datetime
+) -> list[InboxItem]:
+    """An authority's open hops: overdue first, then by least prescription slack."""
+    if holder not in routing.config.authorities:
+        known = ", ".join(routing.config.authorities)
+        raise NotFound(f"{routing.country} has no authority {holder!r} (known: {known})")
+    items = [
+        _item(s, r, routing, now)
+        for s, r in _open_hops(session, country=routing.country, holder=holder)
+    ]
+    return sorted(items, key=_urgency)
+
+
+def overdue(*, session: Session, routing: Routing, now: datetime) -> list[InboxItem]:
+    """Every overdue hop of a country, most urgent first."""
+    items = [
+        _item(s, r, routing, now)
+        for s, r in _open_hops(session, country=routing.country, holder=None)
+    ]
+    return sorted((i for i in items if i.overdue), key=_urgency)
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    reference: str
+    seq: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.reference} event {self.seq}: {self.reason}"
+
+
+def verify_chain(*, session: Session, reference: str | None = None) -> list[BrokenLink]:
+    """Recompute every event hash; the first broken link of each case whose chain is broken."""
+    query = select(Request).order_by(Request.id)
+    if reference is not None:
+        query = query.where(Request.reference == reference)
+    broken = []
+    for request in session.scalars(query):
+        link = _verify_case(session, request)
+        if link is not None:
+            broken.append(link)
+    return broken
+
+
+def _verify_case(session: Session, request: Request) -> BrokenLink | None:
+    prev = GENESIS
+    expected_seq = 1
+    for ev in session.scalars(
+        select(Event).where(Event.request_id == request.id).order_by(Event.seq)
+    ):
+        if ev.seq != expected_seq:
+            return BrokenLink(request.reference, expected_seq, "event missing (deleted?)")
+        if ev.prev_hash != prev:
+            return BrokenLink(request.reference, ev.seq, "does not follow the previous event")
+        digest = event_hash(
+            prev_hash=prev,
+            reference=request.reference,
+            seq=ev.seq,
+            kind=ev.kind,
+            actor=ev.actor,
+            payload=ev.payload,
+            occurred_at=ev.occurred_at,
+            recorded_at=ev.recorded_at,
+        )
+        if digest != ev.hash:
+            return BrokenLink(request.reference, ev.seq, f"content altered ({ev.kind})")
+        prev = ev.hash
+        expected_seq += 1
+    if request.last_seq != expected_seq - 1 or request.head_hash != prev:
+        return BrokenLink(request.reference, expected_seq, "events missing after the last one")
+    return None
