@@ -78,7 +78,7 @@ class Routings:
 
 @dataclass(frozen=True)
 class Result:
-    """What a command did: the case, its last event, and the hop now open (if any)."""
+    """What a command did: the case, the seq of the command's own event, the hop now open."""
 
     reference: str
     seq: int
@@ -370,6 +370,11 @@ def _require_open(request: Request) -> None:
 
 
 def _current(session: Session, request: Request, hop: int | None) -> Step:
+    if hop is not None and request.status == "closed":
+        raise Conflict(
+            f"{request.reference}: hop {hop} is no longer open; the case was closed "
+            f"({request.outcome}) by another command"
+        )
     _require_open(request)
     step = _open_step(session, request)
     if step is None:
@@ -495,7 +500,7 @@ def register(
     prescription = _set_prescription(
         request, compute_prescription(session, request, routing, as_of=at.date())
     )
-    _append(
+    main = _append(
         session,
         request,
         kind="registered",
@@ -515,7 +520,7 @@ def register(
         session, request, routing=routing, route=route, index=first, at=at,
         recorded_at=recorded_at, actor=actor,
     )
-    return Result(reference, request.last_seq, step.hop, request.status,
+    return Result(reference, main.seq, step.hop, request.status,
                   f"registered {reference} on route {route.id}; hop 1 at {step.holder}, "
                   f"due {step.due_at.isoformat()}")
 
@@ -610,7 +615,7 @@ def decide(
 
     _close_hop(step, at=at, outcome=str(outcome), target=target,
                ground=str(ground) if ground else None, cause=str(cause) if cause else None)
-    _append(
+    main = _append(
         session,
         request,
         kind="decided",
@@ -640,11 +645,11 @@ def decide(
     if target == "end":
         _close_case(session, request, outcome=str(outcome), at=at, recorded_at=recorded_at,
                     actor=actor)
-        return Result(reference, request.last_seq, None, request.status, message + "; case closed")
+        return Result(reference, main.seq, None, request.status, message + "; case closed")
     if target == "requester":
         request.status = "with_requester"
         request.current_step_id = None
-        return Result(reference, request.last_seq, None, request.status,
+        return Result(reference, main.seq, None, request.status,
                       message + "; back with the requester until it resubmits")
     if target == "stay":
         index: int | None = step.step_index
@@ -655,10 +660,10 @@ def decide(
     if index is None:
         _close_case(session, request, outcome=str(outcome), at=at, recorded_at=recorded_at,
                     actor=actor)
-        return Result(reference, request.last_seq, None, request.status, message + "; case closed")
+        return Result(reference, main.seq, None, request.status, message + "; case closed")
     new = _open_hop(session, request, routing=routing, route=route, index=index, at=at,
                     recorded_at=recorded_at, actor=actor)
-    return Result(reference, request.last_seq, new.hop, request.status,
+    return Result(reference, main.seq, new.hop, request.status,
                   message + f"; hop {new.hop} opened at {new.holder}, due {new.due_at.isoformat()}")
 
 
@@ -718,12 +723,12 @@ def resubmit(
     recorded_at = clock.now()
     routing = routings.pinned(session, request.routing_version)
     route = routing.config.route(request.route_id)
-    _append(session, request, kind="resubmitted", actor=actor,
+    main = _append(session, request, kind="resubmitted", actor=actor,
             payload={"command": digest, "note": note, "after_hop": last.hop},
             occurred_at=at, recorded_at=recorded_at, idempotency_key=idempotency_key)
     step = _open_hop(session, request, routing=routing, route=route, index=last.step_index,
                      at=at, recorded_at=recorded_at, actor=actor, reason="resubmitted")
-    return Result(reference, request.last_seq, step.hop, request.status,
+    return Result(reference, main.seq, step.hop, request.status,
                   f"{reference}: resubmitted; hop {step.hop} opened at {step.holder}")
 
 
@@ -749,10 +754,10 @@ def stop_clock(
     at = _when(on, clock, not_before=step.opened_at)
     step.stopped_since = at
     step.next_rung_at = None
-    _append(session, request, kind="clock_stopped", actor=actor,
+    main = _append(session, request, kind="clock_stopped", actor=actor,
             payload={"command": digest, "hop": step.hop, "reason": reason},
             occurred_at=at, recorded_at=clock.now(), idempotency_key=idempotency_key)
-    return Result(reference, request.last_seq, step.hop, request.status,
+    return Result(reference, main.seq, step.hop, request.status,
                   f"{reference}: clock of hop {step.hop} stopped ({reason})")
 
 
@@ -783,12 +788,12 @@ def resume_clock(
     step.stopped_bd += calendar.business_days_between(step.stopped_since, at)
     step.stopped_since = None
     step.next_rung_at = next_rung_at(step.rungs, calendar)
-    _append(session, request, kind="clock_resumed", actor=actor,
+    main = _append(session, request, kind="clock_resumed", actor=actor,
             payload={"command": digest, "hop": step.hop, "reason": reason,
                      "shift": str(shift) if shift else None,
                      "due_at": step.due_at.isoformat()},
             occurred_at=at, recorded_at=clock.now(), idempotency_key=idempotency_key)
-    return Result(reference, request.last_seq, step.hop, request.status,
+    return Result(reference, main.seq, step.hop, request.status,
                   f"{reference}: clock of hop {step.hop} resumed; due {step.due_at.isoformat()}")
 
 
@@ -835,14 +840,14 @@ def reassign(
     recorded_at = clock.now()
     route = routing.config.route(request.route_id)
     _close_hop(step, at=at, outcome="reassigned", target=to, cause=DelayCause.WRONG_AUTHORITY.value)
-    _append(session, request, kind="reassigned", actor=actor,
+    main = _append(session, request, kind="reassigned", actor=actor,
             payload={"command": digest, "hop": step.hop, "from": step.holder, "to": to,
                      "cause": DelayCause.WRONG_AUTHORITY.value, "note": note},
             occurred_at=at, recorded_at=recorded_at, idempotency_key=idempotency_key)
     new = _open_hop(session, request, routing=routing, route=route, index=step.step_index,
                     at=at, recorded_at=recorded_at, actor=actor, holder=to,
                     reason="wrong_authority")
-    return Result(reference, request.last_seq, new.hop, request.status,
+    return Result(reference, main.seq, new.hop, request.status,
                   f"{reference}: hop {step.hop} was at the wrong authority; hop {new.hop} at {to}")
 
 
@@ -862,11 +867,11 @@ def withdraw(
     recorded_at = clock.now()
     if step is not None:
         _close_hop(step, at=at, outcome="withdrawn")
-    _append(session, request, kind="withdrawn", actor=actor,
+    main = _append(session, request, kind="withdrawn", actor=actor,
             payload={"command": digest, "hop": step.hop if step else None, "note": note},
             occurred_at=at, recorded_at=recorded_at, idempotency_key=idempotency_key)
     _close_case(session, request, outcome="withdrawn", at=at, recorded_at=recorded_at, actor=actor)
-    return Result(reference, request.last_seq, None, request.status, f"{reference}: withdrawn")
+    return Result(reference, main.seq, None, request.status, f"{reference}: withdrawn")
 
 
 def record(
@@ -892,7 +897,7 @@ def record(
     new = PrescriptionEvent(kind, on, request_abroad)
     result = compute_prescription(session, request, routing, as_of=now.date(), extra=[new])
     summary = _set_prescription(request, result)
-    _append(session, request, kind="prescription_event", actor=actor,
+    main = _append(session, request, kind="prescription_event", actor=actor,
             payload={"command": digest, "event": kind.value, "on": on.isoformat(),
                      "request": request_abroad, "note": note,
                      "before": before.isoformat() if before else None, "after": summary},
@@ -900,7 +905,7 @@ def record(
             recorded_at=now, idempotency_key=idempotency_key)
     moved = "unchanged" if request.prescription_date == before else (
         f"moved from {before} to {request.prescription_date}")
-    return Result(reference, request.last_seq, None, request.status,
+    return Result(reference, main.seq, None, request.status,
                   f"{reference}: {kind.value} on {on} recorded; prescription date {moved}")
 
 
@@ -939,10 +944,10 @@ def migrate(
     old = request.routing_version
     request.routing_version = target.version
     _set_prescription(request, compute_prescription(session, request, target, as_of=now.date()))
-    _append(session, request, kind="migrated", actor=actor,
+    main = _append(session, request, kind="migrated", actor=actor,
             payload={"command": digest, "from": old, "to": target.version},
             occurred_at=now, recorded_at=now, idempotency_key=idempotency_key)
-    return Result(reference, request.last_seq, step.hop if step else None, request.status,
+    return Result(reference, main.seq, step.hop if step else None, request.status,
                   f"{reference}: moved from routing {old} to {target.version}")
 
 
