@@ -1,0 +1,566 @@
+"""Prescription arithmetic: the day a case can no longer be prosecuted, and what moved it there.
+
+Pure functions over calendar dates. Each rule cites the law it follows (shared/reference/domain.md,
+"Limitation periods"), and every event leaves a `Movement` in the history with its arithmetic.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from calendar import monthrange
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from enum import StrEnum
+
+from models.config import Prescription, PrescriptionPeriod
+from models.domain import OffenceCategory, PrescriptionEffect, PrescriptionStart
+
+US = PrescriptionEffect.US_3292
+IT = PrescriptionEffect.IT_159_3TER
+DE = PrescriptionEffect.DE_78C
+FR = PrescriptionEffect.FR_9
+
+US_EARLY_CAP_MONTHS = 6  # 18 U.S.C. § 3292(c)(2): final action before the ordinary expiry
+US_TOTAL_CAP_MONTHS = 36  # 18 U.S.C. § 3292(c)(1): all suspensions together
+IT_ROGATORY_CAP_MONTHS = 6  # c.p. art. 159(1) n. 3-ter: "non oltre sei mesi"
+DE_DEFAULT_CAP_FACTOR = 2.0  # StGB § 78c(3): "das Doppelte der gesetzlichen Verjährungsfrist"
+
+
+class EventKind(StrEnum):
+    """What happened in a case that may move its prescription date."""
+
+    REQUEST_SENT_ABROAD = "request_sent_abroad"  # official request for evidence/assistance abroad
+    SUSPENSION_ORDERED = "suspension_ordered"  # a court granted suspension (§ 3292; CPP 9-3)
+    FOREIGN_FINAL_ACTION = "foreign_final_action"  # foreign authority acted / documents arrived
+    INTERRUPTING_ACT = "interrupting_act"  # an act that interrupts (§ 78c, CPP 9-2, c.p. 160)
+
+
+# On one day, a request is sent before it is answered, so a same-day pair is a closed window.
+_SAME_DAY_ORDER = {
+    EventKind.REQUEST_SENT_ABROAD: 0,
+    EventKind.SUSPENSION_ORDERED: 1,
+    EventKind.INTERRUPTING_ACT: 2,
+    EventKind.FOREIGN_FINAL_ACTION: 3,
+}
+
+
+@dataclass(frozen=True)
+class PrescriptionEvent:
+    kind: EventKind
+    on: date
+    request: str | None = None
+    """Which request abroad a start/end pair belongs to (None: the only one)."""
+
+
+@dataclass(frozen=True)
+class Movement:
+    """One step of the history: what happened on `on` and how it moved the date."""
+
+    on: date
+    cause: str
+    """An `EventKind` value, `base`, or `pending` (a suspension still open on `as_of`)."""
+    before: date | None
+    after: date
+    why: str
+
+
+@dataclass(frozen=True)
+class PrescriptionResult:
+    # `datetime.date`: inside this class, a bare `date` would name the field.
+    date: datetime.date
+    """The first day on which the case can no longer be prosecuted."""
+    base: datetime.date
+    """The same day without any suspension or interruption (the absolute cap still applies)."""
+    history: tuple[Movement, ...]
+    running: bool
+    """A suspension is still open on `as_of`; `date` is counted as if it ended that day."""
+
+
+def period_for(prescription: Prescription, offence: OffenceCategory) -> PrescriptionPeriod | None:
+    """The first period that lists `offence`, or None if the country sets none for it."""
+    for period in prescription.periods:
+        if offence in period.offences:
+            return period
+    return None
+
+
+def prescription_date(
+    *,
+    period: PrescriptionPeriod,
+    effects: Sequence[PrescriptionEffect],
+    offence_date: date,
+    discovery_date: date | None,
+    events: Sequence[PrescriptionEvent],
+    as_of: date,
+) -> PrescriptionResult:
+    """The day the case prescribes, given what has happened up to `as_of`.
+
+    Counting: the period runs from its start (the offence, or the discovery when the period says
+    so and a discovery date is known) and `date` is the first day on which prosecution is barred,
+    start + years. This is German counting (the period ends with the day before the anniversary);
+    where the law leaves the first day out (US federal practice), the bar falls a day later, so
+    the date here errs, if at all, a day early. Fractional years count as whole months (rounded);
+    a month-end date clamps (2020-02-29 + 1 year = 2021-02-28).
+
+    A suspension from day s to day e stops the clock on days s .. e-1: it adds (e - s) days, and
+    overlapping suspensions count once. An interruption on day i restarts the full period: the
+    date becomes i + years plus any suspended days after i.
+
+    Events are taken in date order. One dated on or after the date computed from the events
+    before it, before the period's start, or after `as_of` has no effect; each still appears in
+    the history, so every event has exactly one `Movement`. A suspension still open on `as_of` is
+    counted up to `as_of`; `running` says whether it is still stopping the clock.
+    """
+    if discovery_date is not None and discovery_date < offence_date:
+        raise ValueError(
+            f"discovery date {discovery_date} precedes the offence date {offence_date}: "
+            "an offence cannot be discovered before it is committed; check both dates"
+        )
+    law = _Law(period=period, effects=effects, offence_date=offence_date, discovery=discovery_date)
+    history = [Movement(on=law.start, cause="base", before=None, after=law.base, why=law.base_why)]
+    accepted: list[PrescriptionEvent] = []
+    later: list[PrescriptionEvent] = []
+    for event in sorted(events, key=lambda e: (e.on, _SAME_DAY_ORDER[e.kind])):
+        if event.on > as_of:
+            later.append(event)
+            continue
+        before = law.reckon(accepted, until=event.on)
+        if event.on < law.start:
+            why = f"came before the period started on {law.start}: no effect"
+        elif before.date <= event.on:
+            why = f"came after prescription on {before.date}: no effect"
+        else:
+            leads = law.effect_of(event, accepted)
+            accepted.append(event)
+            after = law.reckon(accepted, until=event.on)
+            why = (
+                f"{'; '.join(leads)}; date: {after.arithmetic}"
+                if leads
+                else law.unconfigured(event)
+            )
+            history.append(Movement(event.on, event.kind.value, before.date, after.date, why))
+            continue
+        history.append(Movement(event.on, event.kind.value, before.date, before.date, why))
+    final = law.reckon(accepted, until=as_of)
+    if final.pending:
+        why = f"{'; '.join(final.pending)}; date: {final.arithmetic}"
+        history.append(Movement(as_of, "pending", history[-1].after, final.date, why))
+    for event in later:
+        why = f"dated after as_of {as_of}: not counted yet"
+        history.append(Movement(event.on, event.kind.value, final.date, final.date, why))
+    return PrescriptionResult(
+        date=final.date, base=law.base, history=tuple(history), running=final.running
+    )
+
+
+@dataclass(frozen=True)
+class _Reckoning:
+    date: date
+    arithmetic: str
+    running: bool
+    pending: tuple[str, ...]
+
+
+@dataclass
+class _Suspensions:
+    """The windows in which the clock stopped, with their arithmetic and what is still open."""
+
+    windows: list[tuple[date, date]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    running: bool = False
+
+
+@dataclass
+class _Cycle:
+    """One request abroad, from sending to final action, with the court order if any."""
+
+    request: str | None
+    sent: date | None = None
+    ordered: date | None = None
+    final: date | None = None
+
+
+class _Law:
+    """One limitation period and its configured rules, applied to one case."""
+
+    def __init__(
+        self,
+        *,
+        period: PrescriptionPeriod,
+        effects: Sequence[PrescriptionEffect],
+        offence_date: date,
+        discovery: date | None,
+    ) -> None:
+        self.rules = frozenset(effects)
+        self.offence_date = offence_date
+        self.years = period.years
+        self.months = _months(period.years)
+        from_discovery = period.start is PrescriptionStart.DISCOVERY_DATE
+        # A hidden offence not (yet) discovered is counted from the offence: the earliest, so
+        # the safest, date a prosecutor can be told.
+        by_discovery = from_discovery and discovery is not None
+        self.start = discovery if discovery is not None and by_discovery else offence_date
+        self.start_label = "discovery" if by_discovery else "offence"
+        # StGB § 78c(3) sets the 2× cap even where the config names no factor.
+        self.cap_factor = period.cap_factor
+        if self.cap_factor is None and DE in self.rules:
+            self.cap_factor = DE_DEFAULT_CAP_FACTOR
+        self.factor_cite = (
+            "StGB § 78c(3)"
+            if DE in self.rules
+            else "c.p. art. 161"
+            if IT in self.rules
+            else "configured cap_factor"
+        )
+        self.cap_years = period.cap_years
+        self.absolute = (
+            None
+            if period.cap_years is None
+            else _add_months(offence_date, _months(period.cap_years))
+        )
+        self.absolute_cite = "CPP art. 9-1" if FR in self.rules else "configured cap_years"
+        self.base = _add_months(self.start, self.months)
+        self.base_why = f"{self.start} ({self.start_label}) + {self._years()} = {self.base}"
+        if from_discovery and discovery is None:
+            self.base_why += " (no discovery date given: counted from the offence)"
+        if self.absolute is not None and self.base > self.absolute:
+            self.base = self.absolute
+            self.base_why += f", {self._absolute_clause()}"
+
+    def _years(self) -> str:
+        text = f"{self.years:g} years"
+        return text if self.years * 12 == self.months else f"{text} ({self.months} months)"
+
+    def _absolute_clause(self) -> str:
+        return (
+            f"capped at {self.offence_date} + {self.cap_years:g} years = {self.absolute} "
+            f"({self.absolute_cite})"
+        )
+
+    def interruption_cites(self, kind: EventKind) -> list[str]:
+        """The laws under which an event of `kind` restarts the period."""
+        cites: list[str] = []
+        if kind is EventKind.INTERRUPTING_ACT:
+            cites += ["StGB § 78c(1)"] if DE in self.rules else []
+            cites += ["c.p. art. 160"] if IT in self.rules else []
+            cites += ["CPP art. 9-2"] if FR in self.rules else []
+        elif kind is EventKind.REQUEST_SENT_ABROAD:
+            # A judicial request for an investigative act abroad (§ 78c(1) Nr. 12); an act of
+            # investigation (art. 9-2, 2° and 3°). Italy lists no such act in art. 160: there
+            # the letter rogatory only suspends.
+            cites += ["StGB § 78c(1) Nr. 12"] if DE in self.rules else []
+            cites += ["CPP art. 9-2"] if FR in self.rules else []
+        return cites
+
+    def unconfigured(self, event: PrescriptionEvent) -> str:
+        names = ", ".join(sorted(self.rules)) or "none"
+        return f"no effect: no configured rule ({names}) gives '{event.kind}' events any effect"
+
+    def effect_of(
+        self, event: PrescriptionEvent, accepted: Sequence[PrescriptionEvent]
+    ) -> list[str]:
+        """What `event` does under the configured rules, in words; empty if no rule uses it."""
+        cycles = _cycles(accepted)
+        name = _quoted(event.request)
+        leads: list[str] = []
+        cites = self.interruption_cites(event.kind)
+        if cites:
+            leads.append(
+                f"interrupts ({'; '.join(cites)}): the full period runs again from {event.on}"
+            )
+        if event.kind is EventKind.REQUEST_SENT_ABROAD:
+            leads += self._request_leads(event, _open_cycle(cycles, event.request), name)
+        elif event.kind is EventKind.SUSPENSION_ORDERED:
+            leads += self._order_leads(event, _order_target(cycles, event.request), name)
+        elif event.kind is EventKind.FOREIGN_FINAL_ACTION:
+            leads += self._final_leads(_open_cycle(cycles, event.request), name)
+        return leads
+
+    def _request_leads(
+        self, event: PrescriptionEvent, current: _Cycle | None, name: str
+    ) -> list[str]:
+        if current is not None and current.sent is not None:
+            if self.rules & {US, IT}:
+                return [f"request{name} already pending since {current.sent}: no new suspension"]
+            return []
+        leads: list[str] = []
+        if IT in self.rules:
+            leads.append(
+                f"letter rogatory{name} suspends from {event.on} until the documents arrive, "
+                "for at most 6 months (c.p. art. 159(1) n. 3-ter)"
+            )
+        if US in self.rules and current is not None and current.ordered is not None:
+            leads.append(f"suspended under § 3292 from {event.on}, as ordered on {current.ordered}")
+        elif US in self.rules:
+            leads.append(
+                f"request{name} sent abroad: it suspends only if a court so orders "
+                "(18 U.S.C. § 3292)"
+            )
+        return leads
+
+    def _order_leads(self, event: PrescriptionEvent, target: _Cycle | None, name: str) -> list[str]:
+        if target is not None and target.ordered is not None:
+            if self.rules & {US, FR}:
+                return [f"suspension for request{name} already ordered on {target.ordered}"]
+            return []
+        leads: list[str] = []
+        if US in self.rules and target is not None and target.sent is not None:
+            leads.append(
+                f"court suspends under 18 U.S.C. § 3292 from the day request{name} was sent, "
+                f"{target.sent}"
+            )
+        elif US in self.rules:
+            leads.append(f"no request{name} sent abroad on record: nothing to suspend (§ 3292)")
+        if FR in self.rules and target is not None and target.final is not None:
+            leads.append(
+                f"the foreign authority already acted on request{name} on {target.final}: "
+                "no obstacle left to suspend (CPP art. 9-3)"
+            )
+        elif FR in self.rules:
+            leads.append(
+                f"obstacle to prosecution (CPP art. 9-3): suspended from {event.on} until the "
+                f"foreign authority acts on request{name}"
+            )
+        return leads
+
+    def _final_leads(self, current: _Cycle | None, name: str) -> list[str]:
+        if current is None:
+            return [f"no pending request{name}: no effect"] if self.rules & {US, IT, FR} else []
+        leads: list[str] = []
+        if US in self.rules and current.sent is not None and current.ordered is not None:
+            leads.append(f"final action abroad: the § 3292 suspension from {current.sent} ends")
+        elif US in self.rules and current.sent is not None:
+            leads.append(f"final action abroad on request{name}: no § 3292 suspension ordered")
+        if IT in self.rules and current.sent is not None:
+            leads.append(
+                f"documents for letter rogatory{name} arrived: "
+                f"the suspension from {current.sent} ends"
+            )
+        if FR in self.rules and current.ordered is not None:
+            leads.append(
+                f"final action abroad on request{name}: "
+                f"the obstacle suspension from {current.ordered} ends (CPP art. 9-3)"
+            )
+        return leads
+
+    def reckon(self, accepted: Sequence[PrescriptionEvent], *, until: date) -> _Reckoning:
+        """The date from the accepted events (in date order), open suspensions ending at `until`."""
+        run_from, label = self.start, self.start_label
+        for event in accepted:
+            if self.interruption_cites(event.kind):
+                run_from, label = event.on, "interruption"
+        cycles = _cycles(accepted)
+        found = _Suspensions()
+        for cycle in cycles:
+            if IT in self.rules and cycle.sent is not None:
+                self._suspend_it(cycle, cycle.sent, until, found)
+            if FR in self.rules and cycle.ordered is not None:
+                self._suspend_fr(cycle, cycle.ordered, until, found)
+        if US in self.rules:
+            self._suspend_us(cycles, until, found)
+        notes, running = found.notes, found.running
+
+        merged = _merge(found.windows)
+        counted = sum(max(0, (end - max(begin, run_from)).days) for begin, end in merged)
+        total = sum((end - begin).days for begin, end in merged)
+        plain = _add_months(run_from, self.months)
+        result = plain + timedelta(days=counted)
+        text = f"{run_from} ({label}) + {self._years()} = {plain}"
+        since = f" since {run_from}" if label == "interruption" else ""
+        if counted:
+            text += f", + {counted} days suspended{since} = {result} ({'; '.join(notes)})"
+        elif notes:
+            text += f", nothing suspended{since} ({'; '.join(notes)})"
+        if self.cap_factor is not None:
+            # § 78c(3) and art. 161 bound interruptions only: the time a suspension stopped the
+            # clock is added to the cap (§ 78c(3) S. 3 "§ 78b bleibt unberührt"; in Italy the
+            # art. 161 maximum is likewise extended by periods of suspension).
+            cap = _add_months(self.start, _months(self.years * self.cap_factor))
+            cap += timedelta(days=total)
+            if result > cap:
+                result = cap
+                extra = f" + {total} days suspended" if total else ""
+                text += (
+                    f", capped at {self.start} + {self.cap_factor:g} × {self._years()}{extra} "
+                    f"= {cap} ({self.factor_cite})"
+                )
+        if self.absolute is not None and result > self.absolute:
+            # Art. 9-1: "sans toutefois que le délai de prescription puisse excéder douze années
+            # révolues ... à compter du jour où l'infraction a été commise": read as a limit no
+            # interruption or suspension can pass.
+            result = self.absolute
+            text += f", {self._absolute_clause()}"
+            if running:
+                running = False
+                found.pending.append("the absolute limit holds, so the date will not move")
+        return _Reckoning(result, text, running=running, pending=tuple(found.pending))
+
+    def _suspend_it(self, cycle: _Cycle, sent: date, until: date, found: _Suspensions) -> None:
+        # Art. 159(1) n. 3-ter: from the order of the rogatory until the documents arrive,
+        # "o comunque non oltre sei mesi"; each rogatory is capped on its own.
+        limit = _add_months(sent, IT_ROGATORY_CAP_MONTHS)
+        end = min(cycle.final or until, limit)
+        found.windows.append((sent, end))
+        cut = ", cut at 6 months" if (cycle.final or until) > limit else ""
+        found.notes.append(f"art. 159 n. 3-ter {sent} → {end}: {(end - sent).days} days{cut}")
+        if cycle.final is not None:
+            return
+        name = _quoted(cycle.request)
+        if until < limit:
+            found.running = True
+            found.pending.append(
+                f"letter rogatory{name} still unanswered on {until}: counted as if the documents "
+                "arrived that day, so the date is provisional"
+            )
+        else:
+            found.pending.append(
+                f"letter rogatory{name} still unanswered on {until}, but its suspension ended "
+                f"at the 6-month cap on {limit}"
+            )
+
+    def _suspend_fr(self, cycle: _Cycle, ordered: date, until: date, found: _Suspensions) -> None:
+        # Art. 9-3: the obstacle suspends from the day it is found until it is lifted, here by
+        # the foreign authority's action; an order after that action has nothing to suspend.
+        end = cycle.final or until
+        if end > ordered:
+            found.windows.append((ordered, end))
+            found.notes.append(f"art. 9-3 {ordered} → {end}: {(end - ordered).days} days")
+        if cycle.final is None:
+            found.running = True
+            found.pending.append(
+                f"obstacle for request{_quoted(cycle.request)} still in place on {until}: "
+                "counted as if it ended that day, so the date is provisional"
+            )
+
+    def _suspend_us(self, cycles: list[_Cycle], until: date, found: _Suspensions) -> None:
+        # § 3292(b): from the day the request is made to the day of final action; only
+        # requests for which a court ordered suspension count (§ 3292(a)(1)).
+        suspended = [c for c in cycles if c.sent is not None and c.ordered is not None]
+        spans = [(c.sent, c.final or until) for c in suspended if c.sent is not None]
+        if not spans:
+            return
+        # § 3292(c)(2): at most 6 months if every foreign authority acted before the period
+        # would have run out without § 3292 (US law knows no interruption, so that is `base`);
+        # a pending request counts as acting on `until`. Otherwise (c)(1): 3 years in all.
+        early = all(end < self.base for _, end in spans)
+        full_cap = (_add_months(self.base, US_TOTAL_CAP_MONTHS) - self.base).days
+        cap_months = US_EARLY_CAP_MONTHS if early else US_TOTAL_CAP_MONTHS
+        cap = (_add_months(self.base, cap_months) - self.base).days
+        merged = _merge(spans)
+        total = sum((end - begin).days for begin, end in merged)
+        found.notes += [
+            f"§ 3292 {begin} → {end}: {(end - begin).days} days" for begin, end in spans
+        ]
+        if total > cap:
+            why = (
+                f"because every final action came before the ordinary expiry {self.base} "
+                "(§ 3292(c)(2))"
+                if early
+                else "(§ 3292(c)(1))"
+            )
+            found.notes.append(
+                f"§ 3292 total {total} days capped at {cap_months} months = {cap} days {why}"
+            )
+        found.windows += _truncate(merged, cap)
+        for cycle in suspended:
+            if cycle.final is not None:
+                continue
+            name = _quoted(cycle.request)
+            if total < full_cap:
+                # Provisional even under the 6-month cap: a final action after the ordinary
+                # expiry would lift it to 3 years.
+                found.running = True
+                found.pending.append(
+                    f"request{name} still pending on {until} (§ 3292): counted as if the foreign "
+                    "authority acted that day, so the date is provisional"
+                )
+            else:
+                found.pending.append(
+                    f"request{name} still pending on {until}, but § 3292 suspensions have "
+                    "reached their 3-year cap"
+                )
+
+
+def _cycles(events: Sequence[PrescriptionEvent]) -> list[_Cycle]:
+    """Pair the accepted events (in date order) into requests abroad, by `request`."""
+    cycles: list[_Cycle] = []
+    for event in events:
+        current = _open_cycle(cycles, event.request)
+        if event.kind is EventKind.REQUEST_SENT_ABROAD:
+            if current is None:
+                cycles.append(_Cycle(event.request, sent=event.on))
+            elif current.sent is None:
+                current.sent = event.on
+        elif event.kind is EventKind.SUSPENSION_ORDERED:
+            target = _order_target(cycles, event.request)
+            if target is None:
+                cycles.append(_Cycle(event.request, ordered=event.on))
+            elif target.ordered is None:
+                target.ordered = event.on
+        elif event.kind is EventKind.FOREIGN_FINAL_ACTION and current is not None:
+            current.final = event.on
+    return cycles
+
+
+def _quoted(request: str | None) -> str:
+    return "" if request is None else f" '{request}'"
+
+
+def _open_cycle(cycles: list[_Cycle], request: str | None) -> _Cycle | None:
+    for cycle in reversed(cycles):
+        if cycle.request == request and cycle.final is None:
+            return cycle
+    return None
+
+
+def _order_target(cycles: list[_Cycle], request: str | None) -> _Cycle | None:
+    """The request a suspension order attaches to: the pending one, else the last one answered.
+
+    § 3292(a)(1) lets the court suspend where evidence "is, or was" abroad, so an order may
+    follow the final action and still reach back to the day the request was made.
+    """
+    current = _open_cycle(cycles, request)
+    if current is not None:
+        return current
+    for cycle in reversed(cycles):
+        if cycle.request == request:
+            return cycle if cycle.ordered is None else None
+    return None
+
+
+def _merge(windows: Sequence[tuple[date, date]]) -> list[tuple[date, date]]:
+    """Overlapping suspensions stop the clock once: their union, without empty windows."""
+    merged: list[tuple[date, date]] = []
+    for begin, end in sorted(w for w in windows if w[1] > w[0]):
+        if merged and begin <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((begin, end))
+    return merged
+
+
+def _truncate(merged: list[tuple[date, date]], days: int) -> list[tuple[date, date]]:
+    """The first `days` days of the windows: a total cap is used up in date order."""
+    kept: list[tuple[date, date]] = []
+    for begin, end in merged:
+        if days <= 0:
+            break
+        stop = min(end, begin + timedelta(days=days))
+        kept.append((begin, stop))
+        days -= (stop - begin).days
+    return kept
+
+
+def _months(years: float) -> int:
+    """Fractional years as whole months, half up (7.5 years: 90 months)."""
+    return math.floor(years * 12 + 0.5)
+
+
+def _add_months(day: date, months: int) -> date:
+    """Calendar months later, clamping to the month's last day (Jan 31 + 1 month = Feb 28/29)."""
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    return date(year, month + 1, min(day.day, monthrange(year, month + 1)[1]))
