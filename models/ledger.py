@@ -111,7 +111,9 @@ class Request(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     prescription_date: Mapped[date | None] = mapped_column(Date)
     prescription_running: Mapped[bool] = mapped_column(Boolean, default=False)
-    current_step_id: Mapped[int | None] = mapped_column(Integer)
+    current_hop: Mapped[int | None] = mapped_column(Integer)
+    """The hop now open (steps.hop), None while with the requester or closed."""
+    hop_count: Mapped[int] = mapped_column(Integer, default=0)
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     head_hash: Mapped[str] = mapped_column(String(64), default=GENESIS)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 09:38:15.692438
+Create Date: 2026-11-27 09:45:29.960575
 """
 
 from collections.abc import Sequence
@@ -64,7 +64,8 @@ def upgrade() -> None:
         sa.Column("closed_at", models.ledger.UTCDateTime(), nullable=True),
         sa.Column("prescription_date", sa.Date(), nullable=True),
         sa.Column("prescription_running", sa.Boolean(), nullable=False),
-        sa.Column("current_step_id", sa.Integer(), nullable=True),
+        sa.Column("current_hop", sa.Integer(), nullable=True),
+        sa.Column("hop_count", sa.Integer(), nullable=False),
         sa.Column("flow_run_id", sa.String(length=64), nullable=True),
         sa.Column("last_seq", sa.Integer(), nullable=False),
         sa.Column("head_hash", sa.String(length=64), nullable=False),

@@ -1,0 +1,439 @@
+"""The engine's unit of work: cases loaded into memory, changed by commands, written in one go.
+
+A command loads its case (one SELECT joining the open hop), changes it in memory and appends
+events; `flush` then writes every new event, hop and case change with one statement per table
+(executemany). The case row is updated with a compare-and-set on its event sequence, and the
+events' unique (case, seq) key backs it, so two writers can never both extend one chain.
+Inside `batch()` several commands share one flush: that is how the simulator and bulk imports
+reach thousands of transitions per second while every event is still hash-chained.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models.errors import Conflict, NotFound
+from models.ledger import (
+    GENESIS,
+    Event,
+    ReferenceCounter,
+    Request,
+    RoutingVersion,
+    Step,
+    canonical,
+    event_hash,
+)
+from models.prescription import EventKind, PrescriptionEvent
+
+_STORE_KEY = "rogatory.store"
+
+
+@dataclass
+class Hop:
+    """One hop of a case, as the `steps` projection holds it."""
+
+    request_id: int
+    hop: int
+    route_step: str
+    step_index: int
+    holder: str
+    country: str
+    sla: str
+    opened_at: datetime
+    due_at: datetime
+    rungs: list[dict[str, Any]]
+    next_rung_at: datetime | None
+    stopped_since: datetime | None = None
+    stopped_bd: int = 0
+    closed_at: datetime | None = None
+    outcome: str | None = None
+    target: str | None = None
+    ground: str | None = None
+    cause: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+_HOP_FIELDS = [f.name for f in fields(Hop)]
+_HOP_CHANGING = [
+    "due_at",
+    "rungs",
+    "next_rung_at",
+    "stopped_since",
+    "stopped_bd",
+    "closed_at",
+    "outcome",
+    "target",
+    "ground",
+    "cause",
+    "step_index",
+]
+
+
+@dataclass
+class Case:
+    """One case as the `requests` projection holds it, plus its open hop."""
+
+    id: int
+    reference: str
+    country: str
+    route_id: str
+    routing_version: str
+    direction: str
+    kind: str
+    legal_basis: str
+    offence_category: str
+    counterpart: str
+    urgent: bool
+    coercive: bool
+    offence_date: date
+    discovery_date: date | None
+    status: str
+    outcome: str | None
+    closed_at: datetime | None
+    prescription_date: date | None
+    prescription_running: bool
+    current_hop: int | None
+    hop_count: int
+    last_seq: int
+    head_hash: str
+    base_seq: int = 0
+    """The sequence as loaded: the compare-and-set writes only if nobody moved it since."""
+    open: Hop | None = None
+    prescription_events: list[PrescriptionEvent] | None = None
+
+    def routing_fields(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "direction": self.direction,
+            "legal_basis": self.legal_basis,
+            "coercive": self.coercive,
+            "urgent": self.urgent,
+            "counterpart": self.counterpart,
+        }
+
+
+_CASE_CHANGING = [
+    "routing_version",
+    "status",
+    "outcome",
+    "closed_at",
+    "prescription_date",
+    "prescription_running",
+    "current_hop",
+    "hop_count",
+    "last_seq",
+    "head_hash",
+]
+_CASE_LOADED = [
+    f.name for f in fields(Case) if f.name not in ("base_seq", "open", "prescription_events")
+]
+
+
+@dataclass
+class Appended:
+    case: Case
+    seq: int
+    command: str | None
+
+
+@dataclass
+class CaseStore:
+    """Cases in memory for one transaction, and the writes they owe the ledger."""
+
+    session: Session
+    cases: dict[str, Case] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    keyed: dict[str, Appended] = field(default_factory=dict)
+    new_hops: dict[tuple[int, int], Hop] = field(default_factory=dict)
+    changed_hops: dict[tuple[int, int], Hop] = field(default_factory=dict)
+    changed_cases: dict[int, Case] = field(default_factory=dict)
+    counters: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+    pinned: set[str] = field(default_factory=set)
+    batching: int = 0
+
+    @classmethod
+    def of(cls, session: Session) -> CaseStore:
+        store = session.info.get(_STORE_KEY)
+        if store is None:
+            store = cls(session)
+            session.info[_STORE_KEY] = store
+        return store  # type: ignore[no-any-return]
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def case(self, reference: str) -> Case:
+        found = self.cases.get(reference)
+        if found is not None:
+            return found
+        row = self.session.execute(
+            select(
+                *[getattr(Request, n) for n in _CASE_LOADED],
+                *[getattr(Step, n) for n in _HOP_FIELDS],
+            )
+            .outerjoin(Step, (Step.request_id == Request.id) & (Step.hop == Request.current_hop))
+            .where(Request.reference == reference)
+        ).first()
+        if row is None:
+            raise NotFound(f"no case {reference!r}: check the reference (e.g. SV-2026-000123)")
+        values = list(row)
+        case = Case(**dict(zip(_CASE_LOADED, values[: len(_CASE_LOADED)], strict=True)))
+        case.base_seq = case.last_seq
+        hop_values = dict(zip(_HOP_FIELDS, values[len(_CASE_LOADED) :], strict=True))
+        if hop_values["hop"] is not None:
+            case.open = Hop(**hop_values)
+        self.cases[reference] = case
+        return case
+
+    def keyed_result(self, key: str) -> Appended | None:
+        """The earlier command that used idempotency `key`, if any."""
+        if key in self.keyed:
+            return self.keyed[key]
+        row = self.session.execute(
+            select(Request.reference, Event.seq, Event.payload)
+            .join(Request, Event.request_id == Request.id)
+            .where(Event.idempotency_key == key)
+        ).first()
+        if row is None:
+            return None
+        return Appended(self.case(row[0]), row[1], json.loads(row[2]).get("command"))
+
+    def prescription_events(self, case: Case) -> list[PrescriptionEvent]:
+        if case.prescription_events is None:
+            rows = self.session.execute(
+                select(Event.payload)
+                .where(Event.request_id == case.id, Event.kind == "prescription_event")
+                .order_by(Event.seq)
+            ).scalars()
+            case.prescription_events = [_prescription_event(json.loads(p)) for p in rows]
+            case.prescription_events += [
+                _prescription_event(json.loads(e["payload"]))
+                for e in self.events
+                if e["request_id"] == case.id and e["kind"] == "prescription_event"
+            ]
+        return case.prescription_events
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def add_case(self, values: dict[str, Any], intake: dict[str, Any]) -> Case:
+        """Insert a new case row now (its id is needed by its events) and keep it in memory."""
+        row = {
+            **values,
+            "intake": intake,
+            "last_seq": 0,
+            "head_hash": GENESIS,
+            "hop_count": 0,
+            "current_hop": None,
+            "outcome": None,
+            "closed_at": None,
+        }
+        new_id = self.session.execute(insert(Request).returning(Request.id), row).scalar_one()
+        case = Case(id=new_id, **{n: row[n] for n in _CASE_LOADED if n != "id"})
+        case.prescription_events = []
+        self.cases[case.reference] = case
+        return case
+
+    def append(
+        self,
+        case: Case,
+        *,
+        kind: str,
+        actor: str,
+        payload: dict[str, Any],
+        occurred_at: datetime,
+        recorded_at: datetime,
+        idempotency_key: str | None = None,
+    ) -> int:
+        """Append one event to the case's chain; returns its sequence number."""
+        seq = case.last_seq + 1
+        body = canonical(payload)
+        digest = event_hash(
+            prev_hash=case.head_hash,
+            reference=case.reference,
+            seq=seq,
+            kind=kind,
+            actor=actor,
+            payload=body,
+            occurred_at=occurred_at,
+            recorded_at=recorded_at,
+        )
+        self.events.append(
+            {
+                "request_id": case.id,
+                "seq": seq,
+                "kind": kind,
+                "actor": actor,
+                "payload": body,
+                "occurred_at": occurred_at,
+                "recorded_at": recorded_at,
+                "idempotency_key": idempotency_key,
+                "prev_hash": case.head_hash,
+                "hash": digest,
+            }
+        )
+        if idempotency_key is not None:
+            self.keyed[idempotency_key] = Appended(case, seq, payload.get("command"))
+        if kind == "prescription_event" and case.prescription_events is not None:
+            case.prescription_events.append(_prescription_event(payload))
+        case.last_seq = seq
+        case.head_hash = digest
+        self.changed_cases[case.id] = case
+        return seq
+
+    def open_hop(self, case: Case, hop: Hop) -> None:
+        self.new_hops[(case.id, hop.hop)] = hop
+        case.open = hop
+        case.current_hop = hop.hop
+        case.hop_count = hop.hop
+        case.status = "open"
+
+    def touch(self, hop: Hop) -> None:
+        key = (hop.request_id, hop.hop)
+        if key not in self.new_hops:
+            self.changed_hops[key] = hop
+
+    def next_number(self, country: str, year: int) -> int:
+        """The next reference number; counted in this transaction, so there are no gaps."""
+        slot = self.counters.get((country, year))
+        if slot is None:
+            last = self.session.execute(
+                select(ReferenceCounter.last).where(
+                    ReferenceCounter.country == country, ReferenceCounter.year == year
+                )
+            ).scalar()
+            if last is None:
+                self.session.execute(
+                    insert(ReferenceCounter), {"country": country, "year": year, "last": 0}
+                )
+                last = 0
+            slot = self.counters[(country, year)] = [last, last]
+        slot[1] += 1
+        return slot[1]
+
+    def pin(self, version: str, values: dict[str, Any]) -> None:
+        if version in self.pinned:
+            return
+        exists = self.session.execute(
+            select(RoutingVersion.version).where(RoutingVersion.version == version)
+        ).first()
+        if exists is None:
+            self.session.execute(insert(RoutingVersion), {"version": version, **values})
+        self.pinned.add(version)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Let several commands share one flush (the caller's transaction still commits)."""
+        self.batching += 1
+        try:
+            yield
+        finally:
+            self.batching -= 1
+        if self.batching == 0:
+            self.flush()
+
+    def command_done(self) -> None:
+        if self.batching == 0:
+            self.flush()
+
+    def discard(self) -> None:
+        """Forget everything in memory (after a rollback)."""
+        self.session.info.pop(_STORE_KEY, None)
+
+    def flush(self) -> None:
+        try:
+            self._write()
+        except IntegrityError as exc:
+            self.discard()
+            raise Conflict(
+                f"a concurrent command changed the same case first ({exc.orig})"
+            ) from None
+        except Conflict:
+            self.discard()
+            raise
+
+    def _write(self) -> None:
+        # Core statements on the tables: one executemany per table, no ORM bookkeeping.
+        execute = self.session.connection().execute
+        if self.new_hops:
+            execute(_STEPS.insert(), [h.row() for h in self.new_hops.values()])
+        if self.changed_hops:
+            execute(
+                _UPDATE_HOP,
+                [
+                    {
+                        "k_request": h.request_id,
+                        "k_hop": h.hop,
+                        **{n: getattr(h, n) for n in _HOP_CHANGING},
+                    }
+                    for h in self.changed_hops.values()
+                ],
+            )
+        if self.events:
+            execute(_EVENTS.insert(), self.events)
+        if self.changed_cases:
+            moved = execute(
+                _UPDATE_CASE,
+                [
+                    {
+                        "k_id": c.id,
+                        "k_seq": c.base_seq,
+                        **{n: getattr(c, n) for n in _CASE_CHANGING},
+                    }
+                    for c in self.changed_cases.values()
+                ],
+            )
+            count = moved.rowcount
+            if count is not None and 0 <= count < len(self.changed_cases):
+                raise Conflict("a case was changed by another command meanwhile: read it, retry")
+            for case in self.changed_cases.values():
+                case.base_seq = case.last_seq
+        for (country, year), slot in self.counters.items():
+            if slot[1] != slot[0]:
+                moved = execute(
+                    update(ReferenceCounter)
+                    .where(
+                        ReferenceCounter.country == country,
+                        ReferenceCounter.year == year,
+                        ReferenceCounter.last == slot[0],
+                    )
+                    .values(last=slot[1])
+                )
+                if moved.rowcount != 1:  # type: ignore[attr-defined]
+                    raise Conflict("another registration took the same reference number: retry")
+                slot[0] = slot[1]
+        self.events.clear()
+        self.new_hops.clear()
+        self.changed_hops.clear()
+        self.changed_cases.clear()
+        self.keyed.clear()
+
+
+_STEPS = Step.__table__
+_EVENTS = Event.__table__
+_REQUESTS = Request.__table__
+_UPDATE_HOP = (
+    update(_STEPS)
+    .where(_STEPS.c.request_id == bindparam("k_request"), _STEPS.c.hop == bindparam("k_hop"))
+    .values({n: bindparam(n) for n in _HOP_CHANGING})
+)
+_UPDATE_CASE = (
+    update(_REQUESTS)
+    .where(_REQUESTS.c.id == bindparam("k_id"), _REQUESTS.c.last_seq == bindparam("k_seq"))
+    .values({n: bindparam(n) for n in _CASE_CHANGING})
+)
+
+
+def _prescription_event(payload: dict[str, Any]) -> PrescriptionEvent:
+    return PrescriptionEvent(
+        EventKind(payload["event"]), date.fromisoformat(payload["on"]), payload.get("request")
+    )
