@@ -127,22 +127,22 @@ def prescription_date(
             later.append(event)
             continue
         before = law.reckon(accepted, until=event.on)
+        after = before
         if event.on < law.start:
             why = f"came before the period started on {law.start}: no effect"
         elif before.date <= event.on:
+            # A prescribed case stays prescribed. For § 3292 this means both the request and the
+            # application must precede expiry (United States v. Kozeny, 541 F.3d 166 (2d Cir.
+            # 2008)), so a SUSPENSION_ORDERED event should carry the application's date.
             why = f"came after prescription on {before.date}: no effect"
         else:
             leads = law.effect_of(event, accepted)
             accepted.append(event)
             after = law.reckon(accepted, until=event.on)
-            why = (
-                f"{'; '.join(leads)}; date: {after.arithmetic}"
-                if leads
-                else law.unconfigured(event)
-            )
-            history.append(Movement(event.on, event.kind.value, before.date, after.date, why))
-            continue
-        history.append(Movement(event.on, event.kind.value, before.date, before.date, why))
+            why = law.unconfigured(event)
+            if leads:
+                why = f"{'; '.join(leads)}; date: {after.arithmetic}"
+        history.append(Movement(event.on, event.kind.value, before.date, after.date, why))
     final = law.reckon(accepted, until=as_of)
     if final.pending:
         why = f"{'; '.join(final.pending)}; date: {final.arithmetic}"
@@ -201,20 +201,19 @@ class _Law:
         from_discovery = period.start is PrescriptionStart.DISCOVERY_DATE
         # A hidden offence not (yet) discovered is counted from the offence: the earliest, so
         # the safest, date a prosecutor can be told.
-        by_discovery = from_discovery and discovery is not None
-        self.start = discovery if discovery is not None and by_discovery else offence_date
-        self.start_label = "discovery" if by_discovery else "offence"
+        if from_discovery and discovery is not None:
+            self.start, self.start_label = discovery, "discovery"
+        else:
+            self.start, self.start_label = offence_date, "offence"
         # StGB § 78c(3) sets the 2× cap even where the config names no factor.
         self.cap_factor = period.cap_factor
         if self.cap_factor is None and DE in self.rules:
             self.cap_factor = DE_DEFAULT_CAP_FACTOR
-        self.factor_cite = (
-            "StGB § 78c(3)"
-            if DE in self.rules
-            else "c.p. art. 161"
-            if IT in self.rules
-            else "configured cap_factor"
-        )
+        self.factor_cite = "configured cap_factor"
+        if DE in self.rules:
+            self.factor_cite = "StGB § 78c(3)"
+        elif IT in self.rules:
+            self.factor_cite = "c.p. art. 161"
         self.cap_years = period.cap_years
         self.absolute = (
             None
@@ -304,25 +303,25 @@ class _Law:
     def _order_leads(self, event: PrescriptionEvent, target: _Cycle | None, name: str) -> list[str]:
         if target is not None and target.ordered is not None:
             if self.rules & {US, FR}:
-                return [f"suspension for request{name} already ordered on {target.ordered}"]
+                return [f"suspension for the request{name} already ordered on {target.ordered}"]
             return []
         leads: list[str] = []
         if US in self.rules and target is not None and target.sent is not None:
             leads.append(
-                f"court suspends under 18 U.S.C. § 3292 from the day request{name} was sent, "
+                f"court suspends under 18 U.S.C. § 3292 from the day the request{name} was sent, "
                 f"{target.sent}"
             )
         elif US in self.rules:
             leads.append(f"no request{name} sent abroad on record: nothing to suspend (§ 3292)")
         if FR in self.rules and target is not None and target.final is not None:
             leads.append(
-                f"the foreign authority already acted on request{name} on {target.final}: "
+                f"the foreign authority already acted on the request{name} on {target.final}: "
                 "no obstacle left to suspend (CPP art. 9-3)"
             )
         elif FR in self.rules:
             leads.append(
                 f"obstacle to prosecution (CPP art. 9-3): suspended from {event.on} until the "
-                f"foreign authority acts on request{name}"
+                f"foreign authority acts on the request{name}"
             )
         return leads
 
@@ -333,7 +332,7 @@ class _Law:
         if US in self.rules and current.sent is not None and current.ordered is not None:
             leads.append(f"final action abroad: the § 3292 suspension from {current.sent} ends")
         elif US in self.rules and current.sent is not None:
-            leads.append(f"final action abroad on request{name}: no § 3292 suspension ordered")
+            leads.append(f"final action abroad on the request{name}: no § 3292 suspension ordered")
         if IT in self.rules and current.sent is not None:
             leads.append(
                 f"documents for letter rogatory{name} arrived: "
@@ -341,7 +340,7 @@ class _Law:
             )
         if FR in self.rules and current.ordered is not None:
             leads.append(
-                f"final action abroad on request{name}: "
+                f"final action abroad on the request{name}: "
                 f"the obstacle suspension from {current.ordered} ends (CPP art. 9-3)"
             )
         return leads
@@ -364,12 +363,22 @@ class _Law:
         notes, running = found.notes, found.running
 
         merged = _merge(found.windows)
-        counted = sum(max(0, (end - max(begin, run_from)).days) for begin, end in merged)
+        # A period that starts or restarts while the clock is stopped runs only once the
+        # suspension ends (c.p. art. 159: "riprende il suo corso dal giorno in cui è cessata la
+        # causa della sospensione"; likewise § 78b and art. 9-3).
+        runs_from = run_from
+        for begin, end in merged:
+            if begin <= runs_from < end:
+                runs_from = end
+        counted = sum(max(0, (end - max(begin, runs_from)).days) for begin, end in merged)
         total = sum((end - begin).days for begin, end in merged)
-        plain = _add_months(run_from, self.months)
+        plain = _add_months(runs_from, self.months)
         result = plain + timedelta(days=counted)
-        text = f"{run_from} ({label}) + {self._years()} = {plain}"
-        since = f" since {run_from}" if label == "interruption" else ""
+        text = f"{run_from} ({label})"
+        if runs_from != run_from:
+            text += f" during a suspension, so from {runs_from}"
+        text += f" + {self._years()} = {plain}"
+        since = f" since {runs_from}" if runs_from != self.start else ""
         if counted:
             text += f", + {counted} days suspended{since} = {result} ({'; '.join(notes)})"
         elif notes:
@@ -431,7 +440,7 @@ class _Law:
         if cycle.final is None:
             found.running = True
             found.pending.append(
-                f"obstacle for request{_quoted(cycle.request)} still in place on {until}: "
+                f"obstacle for the request{_quoted(cycle.request)} still in place on {until}: "
                 "counted as if it ended that day, so the date is provisional"
             )
 

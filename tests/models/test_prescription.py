@@ -304,13 +304,16 @@ def test_it_suspension_before_a_restart_only_extends_the_cap():
 def test_it_restart_wipes_earlier_suspension_and_waits_for_an_open_one():
     # no cap. rogatory 2021-01-01 → 2021-04-01 lies before the act 2022-01-01: it no longer
     # counts → 2022-01-01 + 6 y = 2028-01-01. A rogatory 2021-12-01 → 2022-03-01 spans the
-    # act: only 2022-01-01 → 2022-03-01 = 59 days count → 2028-01-01 + 59 days = 2028-02-29
+    # act: the new period runs only once the suspension ends → 2022-03-01 + 6 y = 2028-03-01
     before = [ev(SENT, "2021-01-01"), ev(FINAL, "2021-04-01"), ev(ACT, "2022-01-01")]
     assert reckon([IT], "2018-05-10", before, years=6).date == D("2028-01-01")
     spanning = [ev(SENT, "2021-12-01"), ev(ACT, "2022-01-01"), ev(FINAL, "2022-03-01")]
     result = reckon([IT], "2018-05-10", spanning, years=6)
-    assert result.date == D("2028-02-29")
-    assert "+ 59 days suspended since 2022-01-01" in result.history[-1].why
+    assert result.date == D("2028-03-01")
+    assert (
+        "2022-01-01 (interruption) during a suspension, so from 2022-03-01"
+        in result.history[-1].why
+    )
 
 
 def test_it_rogatory_does_not_interrupt():
