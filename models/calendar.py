@@ -176,6 +176,22 @@ class Calendar:
             raise CalendarError(f"{d} from {start.isoformat()} runs past {self.last.year}")
         return datetime.fromtimestamp(self._eod_list[target], self.tz)
 
+    def add_ts(self, start: float, duration: Duration) -> int:
+        """`add` on UTC epoch seconds, for hot paths that need no datetime objects."""
+        if duration.unit == "h":
+            return int(start) + 3600 * duration.amount
+        i = bisect_right(self._midnight_list, start) - 1
+        if i < 0 or i >= len(self._eod_list):
+            raise CalendarError(f"epoch {start} is outside this calendar's range")
+        if duration.unit == "d":
+            target = i + duration.amount
+        else:
+            k = self._rank_list[i] + duration.amount - 1
+            target = self._bdays_list[k] if k < len(self._bdays_list) else len(self._eod_list)
+        if target >= len(self._eod_list):
+            raise CalendarError(f"{duration} from epoch {start} runs past {self.last.year}")
+        return self._eod_list[target]
+
     def business_days_between(self, a: datetime, b: datetime) -> int:
         """Business days after a's local date up to and including b's (negative if b < a)."""
         return self._rank_list[self._day_index(b)] - self._rank_list[self._day_index(a)]
@@ -239,6 +255,4 @@ def build_calendar(
             holiday_country, subdiv=holiday_subdiv, years=range(FIRST_YEAR, LAST_YEAR + 1)
         )
         names = {day: str(name) for day, name in table.items()}
-    return Calendar(
-        timezone=timezone, weekend=weekend, holidays=names, closures=dict(closures)
-    )
+    return Calendar(timezone=timezone, weekend=weekend, holidays=names, closures=dict(closures))

@@ -24,6 +24,7 @@ from models.domain import (
     Role,
     RungKind,
 )
+from models.errors import CalendarError
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -41,12 +42,24 @@ def _as_list(value: Any) -> Any:
 
 
 def _as_duration(value: Any) -> Any:
-    if isinstance(value, str):
-        return Duration.parse(value)
-    return value
+    if isinstance(value, Duration):
+        return value
+    try:
+        return Duration.parse(value if isinstance(value, str) else str(value))
+    except CalendarError as exc:
+        # A ValueError becomes a located config problem; any other exception escapes pydantic.
+        raise ValueError(str(exc)) from exc
+
+
+def _yaml_bool(value: Any) -> Any:
+    """Only `true` and `false`: pydantic would otherwise read `yes`, `on` or `1` as True."""
+    if value is None or isinstance(value, bool):
+        return value
+    raise ValueError(f"{value!r} is not a boolean: write true or false")
 
 
 DurationField = Annotated[Duration, BeforeValidator(_as_duration)]
+YamlBool = Annotated[bool | None, BeforeValidator(_yaml_bool)]
 
 
 class Strict(BaseModel):
@@ -114,8 +127,8 @@ class Matcher(Strict):
     kind: Annotated[list[Kind] | None, BeforeValidator(_as_list)] = None
     direction: Direction | None = None
     legal_basis: Annotated[list[LegalBasis] | None, BeforeValidator(_as_list)] = None
-    coercive: bool | None = None
-    urgent: bool | None = None
+    coercive: YamlBool = None
+    urgent: YamlBool = None
     counterpart: Annotated[list[str] | None, BeforeValidator(_as_list)] = None
     """ISO 3166 alpha-2 codes of the other state."""
 
@@ -150,7 +163,7 @@ class Rung(Strict):
             if not number.isdigit() or not 1 <= int(number) <= 1000:
                 raise ValueError(f"{value!r}: a share must be a whole percentage from 1% to 1000%")
             return value
-        Duration.parse(value)
+        _as_duration(value)
         return value
 
     @property

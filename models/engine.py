@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -85,7 +85,7 @@ class Result:
 # -- shared mechanics ----------------------------------------------------------------------------
 
 
-def _replay(store: CaseStore, key: str | None, digest: str) -> Result | None:
+def _replay(store: CaseStore, key: str | None, digest: str | None) -> Result | None:
     if key is None:
         return None
     found = store.keyed_result(key)
@@ -123,49 +123,61 @@ def _when(on: datetime | None, clock: Clock, *, not_before: datetime | None = No
 def rung_instants(
     *, calendar: Calendar, opened_at: datetime, sla: Duration, rungs: list[Rung]
 ) -> list[dict[str, Any]]:
-    """The first instant of each rung: a share of the SLA, or an offset from the opening."""
+    """The first instant (UTC epoch seconds) of each rung: a share of the SLA or an offset."""
+    start = opened_at.timestamp()
+    return [
+        {**template, "at": calendar.add_ts(start, offset)}
+        for offset, template in _rung_templates(sla, rungs)
+    ]
+
+
+_TEMPLATES: dict[
+    tuple[Duration, int], tuple[list[Rung], list[tuple[Duration, dict[str, Any]]]]
+] = {}
+
+
+def _rung_templates(sla: Duration, rungs: list[Rung]) -> list[tuple[Duration, dict[str, Any]]]:
+    """Each rung's offset from the opening and its fixed fields, computed once per ladder."""
+    cached = _TEMPLATES.get((sla, id(rungs)))
+    if cached is not None and cached[0] is rungs:
+        return cached[1]
     out = []
     for n, rung in enumerate(rungs):
         share = rung.share
-        if share is not None:
-            at = calendar.add(opened_at, sla.scaled(share))
-        else:
-            offset = rung.offset
-            assert offset is not None
-            at = calendar.add(opened_at, offset)
-        out.append(
-            {
-                "n": n,
-                "kind": str(rung.kind),
-                "notify": [str(r) for r in rung.notify],
-                "at": at.isoformat(),
-                "repeat": str(rung.repeat) if rung.repeat else None,
-                "fired": 0,
-            }
-        )
+        offset = sla.scaled(share) if share is not None else rung.offset
+        assert offset is not None
+        template = {
+            "n": n,
+            "kind": rung.kind.value,
+            "notify": [r.value for r in rung.notify],
+            "repeat": str(rung.repeat) if rung.repeat else None,
+            "fired": 0,
+        }
+        out.append((offset, template))
+    _TEMPLATES[(sla, id(rungs))] = (rungs, out)
     return out
 
 
 def next_rung_at(rungs: list[dict[str, Any]], calendar: Calendar) -> datetime | None:
     """The earliest instant at which a rung still has to fire."""
-    best: datetime | None = None
+    best: int | None = None
     for rung in rungs:
         at = rung_due(rung, rung["fired"], calendar)
         if at is not None and (best is None or at < best):
             best = at
-    return best
+    return None if best is None else datetime.fromtimestamp(best, UTC)
 
 
-def rung_due(rung: dict[str, Any], occurrence: int, calendar: Calendar) -> datetime | None:
-    """The instant of a rung's `occurrence` (0 is the first firing), None if it never comes."""
-    at = datetime.fromisoformat(rung["at"])
+def rung_due(rung: dict[str, Any], occurrence: int, calendar: Calendar) -> int | None:
+    """When a rung's `occurrence` (0 is the first firing) is due, in epoch seconds; None: never."""
+    at: int = rung["at"]
     if occurrence == 0:
         return at
     if not rung["repeat"]:
         return None
     step = Duration.parse(rung["repeat"])
     for _ in range(occurrence):
-        at = calendar.add(at, step)
+        at = calendar.add_ts(at, step)
     return at
 
 
@@ -281,7 +293,10 @@ def _close_case(
     )
 
 
-def _digest(**parts: Any) -> str:
+def _digest(key: str | None, **parts: Any) -> str | None:
+    """What a keyed command asked for, so a reused key with other arguments is caught."""
+    if key is None:
+        return None
     return hashlib.sha256(canonical(parts).encode()).hexdigest()[:24]
 
 
@@ -374,7 +389,9 @@ def register(
 ) -> Result:
     """Register a request: validate, pick its route, pin the routing, open its first hop."""
     store = CaseStore.of(session)
-    digest = _digest(cmd="register", data=data if isinstance(data, dict) else str(data))
+    digest = _digest(
+        idempotency_key, cmd="register", data=data if isinstance(data, dict) else str(data)
+    )
     replay = _replay(store, idempotency_key, digest)
     if replay is not None:
         return replay
@@ -495,6 +512,7 @@ def decide(
     """Record the holder's decision on the open hop and move the case where the route says."""
     store = CaseStore.of(session)
     digest = _digest(
+        idempotency_key,
         cmd="decide",
         ref=reference,
         outcome=str(outcome),
@@ -618,7 +636,7 @@ def resubmit(
 ) -> Result:
     """The requester answered a return: reopen the step the request was returned from."""
     store = CaseStore.of(session)
-    digest = _digest(cmd="resubmit", ref=reference, note=note)
+    digest = _digest(idempotency_key, cmd="resubmit", ref=reference, note=note)
     replay = _replay(store, idempotency_key, digest)
     if replay is not None:
         return replay
@@ -678,7 +696,7 @@ def stop_clock(
 ) -> Result:
     """Stop the open hop's SLA while the case waits on the requester (no reminders meanwhile)."""
     store = CaseStore.of(session)
-    digest = _digest(cmd="stop", ref=reference, reason=reason, hop=hop)
+    digest = _digest(idempotency_key, cmd="stop", ref=reference, reason=reason, hop=hop)
     replay = _replay(store, idempotency_key, digest)
     if replay is not None:
         return replay
@@ -728,7 +746,7 @@ def resume_clock(
 ) -> Result:
     """Restart the hop's SLA; the time it stood still pushes the due instant and rungs back."""
     store = CaseStore.of(session)
-    digest = _digest(cmd="resume", ref=reference, reason=reason, hop=hop)
+    digest = _digest(idempotency_key, cmd="resume", ref=reference, reason=reason, hop=hop)
     replay = _replay(store, idempotency_key, digest)
     if replay is not None:
         return replay
@@ -743,7 +761,10 @@ def resume_clock(
     if shift is not None:
         step.due_at = _push(calendar, step.due_at, shift)
         step.rungs = [
-            {**r, "at": _push(calendar, datetime.fromisoformat(r["at"]), shift).isoformat()}
+            {
+                **r,
+                "at": int(_push(calendar, datetime.fromtimestamp(r["at"], UTC), shift).timestamp()),
+            }
             for r in step.rungs
         ]
     step.stopped_bd += calendar.business_days_between(step.stopped_since, at)
@@ -811,7 +832,7 @@ def reassign(
 ) -> Result:
     """The request reached the wrong authority: close that hop and open it again at `to`."""
     store = CaseStore.of(session)
-    digest = _digest(cmd="reassign", ref=reference, to=to, hop=hop, note=note)
+    digest = _digest(idempotency_key, cmd="reassign", ref=reference, to=to, hop=hop, note=note)
     replay = _replay(store, idempotency_key, digest)
     if replay is not None:
         return replay
@@ -879,7 +900,7 @@ def withdraw(
 ) -> Result:
     """The requester no longer needs the assistance (UNCAC art. 46(24)): close the case."""
     store = CaseStore.of(session)
-    digest = _digest(cmd="withdraw", ref=reference, note=note)
+    digest = _digest(idempotency_key, cmd="withdraw", ref=reference, note=note)
     replay = _replay(store, idempotency_key, digest)
     if replay is not None:
         return replay
@@ -920,7 +941,12 @@ def record(
     """Record a prescription-relevant fact and recompute the case's prescription date."""
     store = CaseStore.of(session)
     digest = _digest(
-        cmd="record", ref=reference, event=str(event), on=on.isoformat(), request=request_abroad
+        idempotency_key,
+        cmd="record",
+        ref=reference,
+        event=str(event),
+        on=on.isoformat(),
+        request=request_abroad,
     )
     replay = _replay(store, idempotency_key, digest)
     if replay is not None:
@@ -981,7 +1007,7 @@ def migrate(
 ) -> Result:
     """Move a case to the routing version now in force, explicitly and on the record."""
     store = CaseStore.of(session)
-    digest = _digest(cmd="migrate", ref=reference)
+    digest = _digest(idempotency_key, cmd="migrate", ref=reference)
     replay = _replay(store, idempotency_key, digest)
     if replay is not None:
         return replay

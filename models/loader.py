@@ -175,8 +175,18 @@ def parse_yaml(text: str, *, file: str) -> YamlDocument:
     return doc
 
 
+_PLAIN_TAGS: dict[type[yaml.Node], str] = {
+    yaml.MappingNode: "tag:yaml.org,2002:map",
+    yaml.SequenceNode: "tag:yaml.org,2002:seq",
+}
+
+
 def _to_data(node: yaml.Node, path: Path_, doc: YamlDocument, loader: _HardenedLoader) -> Any:
     doc.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+    if node.tag != _PLAIN_TAGS.get(type(node), node.tag):
+        # Never constructed, but not silently dropped either: `!!python/object [..]` is refused.
+        doc.problems.append(_unsupported_tag(node, path, doc))
+        return None
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         first_seen: dict[Any, int] = {}
@@ -216,11 +226,33 @@ def _scalar(node: yaml.Node, path: Path_, doc: YamlDocument, loader: _HardenedLo
     try:
         return loader.construct_object(node, deep=True)
     except yaml.YAMLError:
+        doc.problems.append(_unsupported_tag(node, path, doc))
+        return None
+    except (ValueError, TypeError, AttributeError, IndexError, OverflowError):
+        # PyYAML's own constructors fail this way on `!!int x`, `!!float x`, `!!timestamp x`.
         line, col = node.start_mark.line + 1, node.start_mark.column + 1
+        kind = str(node.tag).rpartition(":")[2]
         doc.problems.append(
-            ConfigProblem(doc.file, line, col, format_path(path), f"unsupported tag {node.tag}")
+            ConfigProblem(
+                doc.file,
+                line,
+                col,
+                format_path(path),
+                f"{node.value!r} is not a valid {kind} for tag {node.tag}: remove the tag",
+            )
         )
         return None
+
+
+def _unsupported_tag(node: yaml.Node, path: Path_, doc: YamlDocument) -> ConfigProblem:
+    line, col = node.start_mark.line + 1, node.start_mark.column + 1
+    return ConfigProblem(
+        doc.file,
+        line,
+        col,
+        format_path(path),
+        f"unsupported tag {node.tag}: remove it, routing files hold plain values only",
+    )
 
 
 # -- validating against the schema ----------------------------------------------------------
@@ -517,7 +549,8 @@ def check_country(
         where: Path_ = ("routes", r)
         if route.id in route_ids:
             yield doc.problem(
-                (*where, "id"), f"route id {route.id!r} is already used by routes[{route_ids[route.id]}]"
+                (*where, "id"),
+                f"route id {route.id!r} is already used by routes[{route_ids[route.id]}]",
             )
         route_ids.setdefault(route.id, r)
         yield from _check_matcher(route.when, (*where, "when"), doc)
@@ -706,9 +739,7 @@ def _check_contacts(config: CountryConfig, doc: YamlDocument) -> Iterator[Config
     for path, rungs in ladders:
         for k, rung in enumerate(rungs):
             for role in rung.notify:
-                missing = [
-                    aid for aid in config.authorities if config.contact(role, aid) is None
-                ]
+                missing = [aid for aid in config.authorities if config.contact(role, aid) is None]
                 if missing:
                     yield doc.problem(
                         (*path, k, "notify"),

@@ -104,13 +104,20 @@ def timeline(*, session: Session, routing: Routing, reference: str, now: datetim
     for ev in events:
         data = json.loads(ev.payload)
         if ev.kind == "clock_stopped":
-            stops.setdefault(data["hop"], []).append(ClockStop(ev.occurred_at, None, data["reason"]))
+            stops.setdefault(data["hop"], []).append(
+                ClockStop(ev.occurred_at, None, data["reason"])
+            )
         elif ev.kind == "clock_resumed":
             last = stops[data["hop"]][-1]
             stops[data["hop"]][-1] = ClockStop(last.since, ev.occurred_at, last.reason)
         elif ev.kind == "registered":
-            history.append({"on": ev.occurred_at.date().isoformat(), "event": "registered",
-                            **data["prescription"]})
+            history.append(
+                {
+                    "on": ev.occurred_at.date().isoformat(),
+                    "event": "registered",
+                    **data["prescription"],
+                }
+            )
         elif ev.kind == "prescription_event":
             history.append({"on": data["on"], "event": data["event"], **data["after"]})
     steps = session.scalars(
@@ -184,9 +191,7 @@ def _urgency(item: InboxItem) -> tuple[int, int, int, str]:
     return (0 if item.overdue else 1, slack, -item.days_late, item.reference)
 
 
-def inbox(
-    *, session: Session, routing: Routing, holder: str, now: datetime
-) -> list[InboxItem]:
+def inbox(*, session: Session, routing: Routing, holder: str, now: datetime) -> list[InboxItem]:
     """An authority's open hops: overdue first, then by least prescription slack."""
     if holder not in routing.config.authorities:
         known = ", ".join(routing.config.authorities)

@@ -11,13 +11,13 @@ reach thousands of transitions per second while every event is still hash-chaine
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import JSON, Date, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,6 +29,7 @@ from models.ledger import (
     Request,
     RoutingVersion,
     Step,
+    UTCDateTime,
     canonical,
     event_hash,
 )
@@ -160,6 +161,8 @@ class CaseStore:
     changed_cases: dict[int, Case] = field(default_factory=dict)
     counters: dict[tuple[str, int], list[int]] = field(default_factory=dict)
     pinned: set[str] = field(default_factory=set)
+    new_cases: dict[int, tuple[dict[str, Any], Case]] = field(default_factory=dict)
+    last_case_id: int | None = None
     batching: int = 0
 
     @classmethod
@@ -226,22 +229,41 @@ class CaseStore:
     # -- writing -------------------------------------------------------------------------------
 
     def add_case(self, values: dict[str, Any], intake: dict[str, Any]) -> Case:
-        """Insert a new case row now (its id is needed by its events) and keep it in memory."""
+        """A new case, kept in memory; its row is inserted with the next flush."""
         row = {
             **values,
             "intake": intake,
+            "flow_run_id": None,
             "last_seq": 0,
             "head_hash": GENESIS,
             "hop_count": 0,
             "current_hop": None,
             "outcome": None,
             "closed_at": None,
+            "id": self._next_case_id(),
         }
-        new_id = self.session.execute(insert(Request).returning(Request.id), row).scalar_one()
-        case = Case(id=new_id, **{n: row[n] for n in _CASE_LOADED if n != "id"})
+        case = Case(**{n: row[n] for n in _CASE_LOADED})
         case.prescription_events = []
         self.cases[case.reference] = case
+        self.new_cases[case.id] = (row, case)
         return case
+
+    def _next_case_id(self) -> int:
+        connection = self.session.connection()
+        if connection.dialect.name == "postgresql":
+            return int(
+                connection.exec_driver_sql(
+                    "SELECT nextval(pg_get_serial_sequence('requests', 'id'))"
+                ).scalar_one()
+            )
+        # SQLite: this transaction holds the write lock (BEGIN IMMEDIATE), so no one else
+        # can take the same id before it commits.
+        if self.last_case_id is None:
+            self.last_case_id = int(
+                connection.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM requests").scalar_one()
+            )
+        self.last_case_id += 1
+        return self.last_case_id
 
     def append(
         self,
@@ -362,41 +384,50 @@ class CaseStore:
             raise
 
     def _write(self) -> None:
-        # Core statements on the tables: one executemany per table, no ORM bookkeeping.
-        execute = self.session.connection().execute
+        connection = self.session.connection()
+        bulk = _Bulk.for_dialect(connection.dialect.name, connection.dialect.paramstyle)
+        if self.new_cases:
+            rows = []
+            for row, case in self.new_cases.values():
+                rows.append({**row, **{n: getattr(case, n) for n in _CASE_CHANGING}})
+                self.changed_cases.pop(case.id, None)
+                case.base_seq = case.last_seq
+            bulk.run(connection, "insert_cases", rows)
         if self.new_hops:
-            execute(_STEPS.insert(), [h.row() for h in self.new_hops.values()])
+            bulk.run(connection, "insert_steps", [h.row() for h in self.new_hops.values()])
         if self.changed_hops:
-            execute(
-                _UPDATE_HOP,
+            bulk.run(
+                connection,
+                "update_steps",
                 [
                     {
+                        **{n: getattr(h, n) for n in _HOP_CHANGING},
                         "k_request": h.request_id,
                         "k_hop": h.hop,
-                        **{n: getattr(h, n) for n in _HOP_CHANGING},
                     }
                     for h in self.changed_hops.values()
                 ],
             )
         if self.events:
-            execute(_EVENTS.insert(), self.events)
+            bulk.run(connection, "insert_events", self.events)
         if self.changed_cases:
-            moved = execute(
-                _UPDATE_CASE,
+            count = bulk.run(
+                connection,
+                "update_cases",
                 [
                     {
+                        **{n: getattr(c, n) for n in _CASE_CHANGING},
                         "k_id": c.id,
                         "k_seq": c.base_seq,
-                        **{n: getattr(c, n) for n in _CASE_CHANGING},
                     }
                     for c in self.changed_cases.values()
                 ],
             )
-            count = moved.rowcount
-            if count is not None and 0 <= count < len(self.changed_cases):
+            if 0 <= count < len(self.changed_cases):
                 raise Conflict("a case was changed by another command meanwhile: read it, retry")
             for case in self.changed_cases.values():
                 case.base_seq = case.last_seq
+        execute = connection.execute
         for (country, year), slot in self.counters.items():
             if slot[1] != slot[0]:
                 moved = execute(
@@ -412,25 +443,106 @@ class CaseStore:
                     raise Conflict("another registration took the same reference number: retry")
                 slot[0] = slot[1]
         self.events.clear()
+        self.new_cases.clear()
         self.new_hops.clear()
         self.changed_hops.clear()
         self.changed_cases.clear()
         self.keyed.clear()
 
 
-_STEPS = Step.__table__
-_EVENTS = Event.__table__
-_REQUESTS = Request.__table__
-_UPDATE_HOP = (
-    update(_STEPS)
-    .where(_STEPS.c.request_id == bindparam("k_request"), _STEPS.c.hop == bindparam("k_hop"))
-    .values({n: bindparam(n) for n in _HOP_CHANGING})
-)
-_UPDATE_CASE = (
-    update(_REQUESTS)
-    .where(_REQUESTS.c.id == bindparam("k_id"), _REQUESTS.c.last_seq == bindparam("k_seq"))
-    .values({n: bindparam(n) for n in _CASE_CHANGING})
-)
+class _Bulk:
+    """Executemany statements in the driver's own dialect, with values converted once.
+
+    The engine's hot path writes thousands of rows a second; SQLAlchemy's per-row type
+    processing costs more than SQLite itself, so these few statements are compiled by hand
+    for the two supported drivers (sqlite3 and psycopg) from the table definitions.
+    """
+
+    _cache: ClassVar[dict[str, _Bulk]] = {}
+
+    def __init__(self, dialect: str, paramstyle: str) -> None:
+        self.dialect = dialect
+        self.mark = "?" if paramstyle == "qmark" else "%s"
+        self.statements: dict[str, tuple[str, list[tuple[str, Callable[[Any], Any]]]]] = {}
+        self._insert("insert_cases", Request.__table__, [c.name for c in Request.__table__.c])
+        self._insert("insert_steps", Step.__table__, _HOP_FIELDS)
+        self._insert("insert_events", Event.__table__, _EVENT_FIELDS)
+        self._update(
+            "update_steps",
+            Step.__table__,
+            _HOP_CHANGING,
+            ["request_id", "hop"],
+            ["k_request", "k_hop"],
+        )
+        self._update(
+            "update_cases", Request.__table__, _CASE_CHANGING, ["id", "last_seq"], ["k_id", "k_seq"]
+        )
+
+    @classmethod
+    def for_dialect(cls, dialect: str, paramstyle: str) -> _Bulk:
+        bulk = cls._cache.get(dialect)
+        if bulk is None:
+            bulk = cls._cache[dialect] = cls(dialect, paramstyle)
+        return bulk
+
+    def _converter(self, column: Any) -> Callable[[Any], Any]:
+        kind = column.type
+        sqlite = self.dialect == "sqlite"
+        if isinstance(kind, UTCDateTime):
+            if sqlite:
+                return lambda v: None if v is None else v.astimezone(UTC).strftime(_SQLITE_DT)
+            return lambda v: None if v is None else v.astimezone(UTC).replace(tzinfo=None)
+        if isinstance(kind, JSON):
+            if sqlite:
+                return lambda v: None if v is None else json.dumps(v)
+            from psycopg.types.json import Json
+
+            return lambda v: None if v is None else Json(v)
+        if isinstance(kind, Date) and sqlite:
+            return lambda v: None if v is None else v.isoformat()
+        return _same
+
+    def _insert(self, name: str, table: Any, columns: list[str]) -> None:
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) "
+            f"VALUES ({', '.join([self.mark] * len(columns))})"
+        )
+        self.statements[name] = (sql, [(c, self._converter(table.c[c])) for c in columns])
+
+    def _update(
+        self, name: str, table: Any, columns: list[str], where: list[str], keys: list[str]
+    ) -> None:
+        sets = ", ".join(f"{c} = {self.mark}" for c in columns)
+        cond = " AND ".join(f"{c} = {self.mark}" for c in where)
+        convert = [(c, self._converter(table.c[c])) for c in columns]
+        convert += [(k, self._converter(table.c[c])) for k, c in zip(keys, where, strict=True)]
+        self.statements[name] = (f"UPDATE {table.name} SET {sets} WHERE {cond}", convert)
+
+    def run(self, connection: Any, name: str, rows: list[dict[str, Any]]) -> int:
+        """Execute statement `name` for every row; the number of rows the driver reports."""
+        sql, convert = self.statements[name]
+        params = [tuple(f(row[c]) for c, f in convert) for row in rows]
+        result = connection.exec_driver_sql(sql, params)
+        return int(result.rowcount)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+_SQLITE_DT = "%Y-%m-%d %H:%M:%S.%f"
+_EVENT_FIELDS = [
+    "request_id",
+    "seq",
+    "kind",
+    "actor",
+    "payload",
+    "occurred_at",
+    "recorded_at",
+    "idempotency_key",
+    "prev_hash",
+    "hash",
+]
 
 
 def _prescription_event(payload: dict[str, Any]) -> PrescriptionEvent:
