@@ -7,6 +7,7 @@ flow after the decision is safely in the ledger, and says so when no server answ
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -20,6 +21,9 @@ import pendulum
 from models.errors import ConfigError, IntakeError, RogatoryError
 
 Handler = Callable[[argparse.Namespace], int]
+
+# Each module exposes `register(subparsers)` and adds its own subcommands.
+COMMAND_MODULES = ("app.commands", "app.ops")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,19 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Route legal-assistance requests through each country's chain of authorities.",
     )
     sub = parser.add_subparsers(metavar="COMMAND")
-    from app import commands
-
-    commands.register_all(sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
 # -- helpers shared by the command modules -------------------------------------------------------
 
 
-def instant(text: str) -> datetime:
-    """An instant from the command line: `2026-12-23`, `2026-12-23T15:00`, with or without zone."""
+def instant(text: str, tz: str | None = None) -> datetime:
+    """An instant from the command line: `2026-12-23`, `2026-12-23T15:00`, with or without zone.
+
+    Without a zone the text is read in `tz`, else $ROGATORY_TZ, else UTC.
+    """
     try:
-        parsed = pendulum.parse(text, tz=os.environ.get("ROGATORY_TZ", "UTC"))
+        parsed = pendulum.parse(text, tz=tz or os.environ.get("ROGATORY_TZ", "UTC"))
     except (ValueError, pendulum.parsing.exceptions.ParserError) as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date or date-time ({exc})") from None
     if not isinstance(parsed, datetime):

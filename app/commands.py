@@ -22,10 +22,23 @@ from models.loader import Routing, load_all, load_country, load_presets
 Sub = Any  # argparse's private _SubParsersAction
 
 
-def register_all(sub: Sub) -> None:
+def register(sub: Sub) -> None:
     for add in (
-        _validate, _routes, _calendar, _request, _decide, _clock, _resubmit, _reassign,
-        _withdraw, _record, _migrate, _status, _inbox, _overdue, _audit,
+        _validate,
+        _routes,
+        _calendar,
+        _request,
+        _decide,
+        _clock,
+        _resubmit,
+        _reassign,
+        _withdraw,
+        _record,
+        _migrate,
+        _status,
+        _inbox,
+        _overdue,
+        _audit,
     ):
         add(sub)
 
@@ -44,15 +57,26 @@ def ledger_session() -> Iterator[tuple[Any, Any]]:
         ledger.dispose()
 
 
-def _run(name: str, args: argparse.Namespace, **kwargs: Any) -> int:
+def _execute(name: str, args: argparse.Namespace, **kwargs: Any) -> Any:
+    """Run engine command `name` in its own transaction and print what it did."""
     from models import engine
+    from models.clock import clock_from_env
 
     with ledger_session() as (session, routings):
         result = getattr(engine, name)(
-            session=session, clock=SystemClock(), routings=routings, actor=actor(args),
-            idempotency_key=args.key, **kwargs,
+            session=session,
+            clock=clock_from_env(),
+            routings=routings,
+            actor=actor(args),
+            idempotency_key=args.key,
+            **kwargs,
         )
     emit(args, asdict(result), result.message)
+    return result
+
+
+def _run(name: str, args: argparse.Namespace, **kwargs: Any) -> int:
+    _execute(name, args, **kwargs)
     return 0
 
 
@@ -77,8 +101,10 @@ def validate(args: argparse.Namespace) -> int:
     if not args.paths:
         routings = load_all()
         for code, routing in sorted(routings.items()):
-            print(f"ok  {routing.file}  {code}  version {routing.version}  "
-                  f"{len(routing.config.routes)} routes")
+            print(
+                f"ok  {routing.file}  {code}  version {routing.version}  "
+                f"{len(routing.config.routes)} routes"
+            )
         print(f"{len(routings)} country file(s) valid.")
         return 0
     presets = load_presets()
@@ -103,7 +129,8 @@ def _routing(code: str) -> Routing:
     try:
         return routings[code.upper()]
     except KeyError:
-        raise NotFound(f"no routing for {code!r} (configured: {', '.join(sorted(routings))})")
+        known = ", ".join(sorted(routings))
+        raise NotFound(f"no routing for {code!r} (configured: {known})") from None
 
 
 def _routes(sub: Sub) -> None:
@@ -130,11 +157,21 @@ def routes(args: argparse.Namespace) -> int:
         lines.append(f"{route.id}: {route.name or ''} — when {when}")
         lines.append("  " + " -> ".join(links))
         lines.append("")
-        out.append({"id": route.id, "when": route.when.model_dump(mode="json", exclude_none=True),
-                    "steps": [{"id": s.id, "holder": s.holder, "sla": str(routing.sla(route, i))}
-                              for i, s in enumerate(route.steps)]})
-    emit(args, {"country": config.country, "version": routing.version, "routes": out},
-         "\n".join(lines).rstrip())
+        out.append(
+            {
+                "id": route.id,
+                "when": route.when.model_dump(mode="json", exclude_none=True),
+                "steps": [
+                    {"id": s.id, "holder": s.holder, "sla": str(routing.sla(route, i))}
+                    for i, s in enumerate(route.steps)
+                ],
+            }
+        )
+    emit(
+        args,
+        {"country": config.country, "version": routing.version, "routes": out},
+        "\n".join(lines).rstrip(),
+    )
     return 0
 
 
@@ -151,7 +188,12 @@ def _matcher_text(matcher: Any) -> str:
 def _calendar(sub: Sub) -> None:
     p = sub.add_parser("calendar", help="compute a due instant and show the days it skipped")
     p.add_argument("country")
-    p.add_argument("--from", dest="start", type=instant, required=True)
+    p.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        help="a date (read in the country's timezone) or a date-time with zone",
+    )
     p.add_argument("--add", required=True, help="10bd (business days), 30d or 48h")
     p.add_argument("--authority", help="use this authority's own calendar")
     p.add_argument("--json", action="store_true")
@@ -164,7 +206,7 @@ def calendar(args: argparse.Namespace) -> int:
         known = ", ".join(routing.config.authorities)
         raise NotFound(f"no authority {args.authority!r} (known: {known})")
     cal = routing.calendar(args.authority)
-    start = args.start.astimezone(cal.tz)
+    start = instant(args.start, tz=cal.timezone).astimezone(cal.tz)
     due = cal.add(start, args.add)
     skipped = cal.skipped(start, due)
     lines = [
@@ -176,9 +218,16 @@ def calendar(args: argparse.Namespace) -> int:
     if skipped:
         lines.append(f"skipped {len(skipped)} day(s):")
         lines += [f"  {s.day.isoformat()} {s.day.strftime('%a')}  {s.reason}" for s in skipped]
-    emit(args, {"from": start.isoformat(), "add": args.add, "due": due.isoformat(),
-                "skipped": [{"day": s.day.isoformat(), "reason": s.reason} for s in skipped]},
-         "\n".join(lines))
+    emit(
+        args,
+        {
+            "from": start.isoformat(),
+            "add": args.add,
+            "due": due.isoformat(),
+            "skipped": [{"day": s.day.isoformat(), "reason": s.reason} for s in skipped],
+        },
+        "\n".join(lines),
+    )
     return 0
 
 
@@ -197,7 +246,11 @@ def _request(sub: Sub) -> None:
 def request_register(args: argparse.Namespace) -> int:
     text = args.file.read_text(encoding="utf-8")
     data = json.loads(text) if args.file.suffix == ".json" else yaml.safe_load(text)
-    return _run("register", args, data=data, on=args.on)
+    result = _execute("register", args, data=data, on=args.on)
+    from app.ops import start_flow
+
+    start_flow(result.reference, quiet=args.json)
+    return 0
 
 
 def _decide(sub: Sub) -> None:
@@ -213,8 +266,20 @@ def _decide(sub: Sub) -> None:
 
 
 def decide(args: argparse.Namespace) -> int:
-    code = _run("decide", args, reference=args.reference, outcome=args.outcome, hop=args.hop,
-                ground=args.ground, cause=args.cause, note=args.note, on=args.on)
+    code = _run(
+        "decide",
+        args,
+        reference=args.reference,
+        outcome=args.outcome,
+        hop=args.hop,
+        ground=args.ground,
+        cause=args.cause,
+        note=args.note,
+        on=args.on,
+    )
+    from app.ops import wake_flow
+
+    wake_flow(args.reference, quiet=args.json)
     return code
 
 
@@ -230,8 +295,7 @@ def _clock(sub: Sub) -> None:
 
 def clock(args: argparse.Namespace) -> int:
     name = "stop_clock" if args.action == "stop" else "resume_clock"
-    return _run(name, args, reference=args.reference, reason=args.reason, hop=args.hop,
-                on=args.on)
+    return _run(name, args, reference=args.reference, reason=args.reason, hop=args.hop, on=args.on)
 
 
 def _resubmit(sub: Sub) -> None:
@@ -239,8 +303,15 @@ def _resubmit(sub: Sub) -> None:
     p.add_argument("reference")
     p.add_argument("--note")
     _common(p)
-    p.set_defaults(handler=lambda a: _run("resubmit", a, reference=a.reference, note=a.note,
-                                          on=a.on))
+    p.set_defaults(handler=resubmit)
+
+
+def resubmit(args: argparse.Namespace) -> int:
+    code = _run("resubmit", args, reference=args.reference, note=args.note, on=args.on)
+    from app.ops import wake_flow
+
+    wake_flow(args.reference, quiet=args.json)
+    return code
 
 
 def _reassign(sub: Sub) -> None:
@@ -250,8 +321,11 @@ def _reassign(sub: Sub) -> None:
     p.add_argument("--hop", type=int)
     p.add_argument("--note")
     _common(p)
-    p.set_defaults(handler=lambda a: _run("reassign", a, reference=a.reference, to=a.to,
-                                          hop=a.hop, note=a.note, on=a.on))
+    p.set_defaults(
+        handler=lambda a: _run(
+            "reassign", a, reference=a.reference, to=a.to, hop=a.hop, note=a.note, on=a.on
+        )
+    )
 
 
 def _withdraw(sub: Sub) -> None:
@@ -259,8 +333,9 @@ def _withdraw(sub: Sub) -> None:
     p.add_argument("reference")
     p.add_argument("--note")
     _common(p)
-    p.set_defaults(handler=lambda a: _run("withdraw", a, reference=a.reference, note=a.note,
-                                          on=a.on))
+    p.set_defaults(
+        handler=lambda a: _run("withdraw", a, reference=a.reference, note=a.note, on=a.on)
+    )
 
 
 def _record(sub: Sub) -> None:
@@ -273,8 +348,17 @@ def _record(sub: Sub) -> None:
     p.add_argument("--request", dest="request_abroad", help="which request abroad it concerns")
     p.add_argument("--note")
     _common(p, on=False)
-    p.set_defaults(handler=lambda a: _run("record", a, reference=a.reference, event=a.event,
-                                          on=a.on, request_abroad=a.request_abroad, note=a.note))
+    p.set_defaults(
+        handler=lambda a: _run(
+            "record",
+            a,
+            reference=a.reference,
+            event=a.event,
+            on=a.on,
+            request_abroad=a.request_abroad,
+            note=a.note,
+        )
+    )
 
 
 def _migrate(sub: Sub) -> None:
@@ -306,8 +390,9 @@ def status(args: argparse.Namespace) -> int:
             if request is None:
                 raise NotFound(f"no case {args.reference!r}")
             routing = Routings(load_all()).pinned(session, request.routing_version)
-            view = timeline(session=session, routing=routing, reference=args.reference,
-                            now=SystemClock().now())
+            view = timeline(
+                session=session, routing=routing, reference=args.reference, now=SystemClock().now()
+            )
     finally:
         ledger.dispose()
     emit(args, view.as_json(), _timeline_text(view))
@@ -340,8 +425,10 @@ def _timeline_text(view: Any) -> str:
         )
     if len(view.prescription_history) > 1:
         lines += ["", "why the prescription date moved:"]
-        lines += [f"  {m['on']}  {m['event']}: {m.get('date')}  {m.get('why', '')}"
-                  for m in view.prescription_history]
+        lines += [
+            f"  {m['on']}  {m['event']}: {m.get('date')}  {m.get('why', '')}"
+            for m in view.prescription_history
+        ]
     return "\n".join(lines)
 
 
@@ -356,14 +443,25 @@ def _inbox(sub: Sub) -> None:
 def _items_text(items: list[Any], now: datetime) -> str:
     if not items:
         return "nothing open."
-    lines = [f"{'reference':<16} {'hop':>3} {'step':<22} {'holder':<8} {'due':<10} "
-             f"{'late':>4} {'slack':>6}  flags"]
+    lines = [
+        f"{'reference':<16} {'hop':>3} {'step':<22} {'holder':<8} {'due':<10} "
+        f"{'late':>4} {'slack':>6}  flags"
+    ]
     for i in items:
-        flags = ",".join(f for f, on in (("OVERDUE", i.overdue), ("stopped", i.clock_stopped),
-                                         ("urgent", i.urgent)) if on)
+        flags = ",".join(
+            f
+            for f, on in (
+                ("OVERDUE", i.overdue),
+                ("stopped", i.clock_stopped),
+                ("urgent", i.urgent),
+            )
+            if on
+        )
         slack = "-" if i.slack_days is None else str(i.slack_days)
-        lines.append(f"{i.reference:<16} {i.hop:>3} {i.step:<22} {i.holder:<8} "
-                     f"{i.due_at:%Y-%m-%d} {i.days_late:>4} {slack:>6}  {flags}")
+        lines.append(
+            f"{i.reference:<16} {i.hop:>3} {i.step:<22} {i.holder:<8} "
+            f"{i.due_at:%Y-%m-%d} {i.days_late:>4} {slack:>6}  {flags}"
+        )
     return "\n".join(lines)
 
 
@@ -421,8 +519,7 @@ def audit_verify(args: argparse.Namespace) -> int:
     finally:
         ledger.dispose()
     if broken:
-        emit(args, [asdict(b) for b in broken],
-             "\n".join(f"BROKEN {b}" for b in broken))
+        emit(args, [asdict(b) for b in broken], "\n".join(f"BROKEN {b}" for b in broken))
         return 1
     emit(args, [], "ledger intact: every event hash checks out")
     return 0

@@ -1,4 +1,4 @@
-"""Business calendars: deadlines in business days, calendar days or hours, per country and authority.
+"""Business calendars: deadlines in business days, calendar days or hours, per country and holder.
 
 Semantics (the tests hold the code to them):
 
@@ -231,6 +231,31 @@ class Calendar:
             raise CalendarError(f"{d} runs past {self.last.year}")
         result: npt.NDArray[np.int64] = self._eod[target]
         return result
+
+    def _day_index_many(self, instants: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        if instants.size and (
+            instants.min() < self._midnight[0] or instants.max() >= self._midnight[-1]
+        ):
+            raise CalendarError(
+                f"an instant is outside this calendar's range ({self.first.year}-{self.last.year})"
+            )
+        found: npt.NDArray[np.int64] = np.searchsorted(self._midnight, instants, side="right") - 1
+        return found
+
+    def business_days_between_many(
+        self, a_epoch: npt.NDArray[np.int64], b_epoch: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
+        """`business_days_between` over arrays of UTC epoch seconds (the audit report)."""
+        counts: npt.NDArray[np.int64] = (
+            self._rank[self._day_index_many(b_epoch)] - self._rank[self._day_index_many(a_epoch)]
+        )
+        return counts
+
+    def calendar_days_between_many(
+        self, a_epoch: npt.NDArray[np.int64], b_epoch: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
+        """Local calendar days from a's date to b's date, over arrays of UTC epoch seconds."""
+        return self._day_index_many(b_epoch) - self._day_index_many(a_epoch)
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:

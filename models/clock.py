@@ -6,6 +6,7 @@ event, so years of caseload run through the same code in seconds.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -50,3 +51,24 @@ class AcceleratedClock:
 
     def now(self) -> datetime:
         return self.origin + (datetime.now(UTC) - self.started) * self.factor
+
+
+def clock_from_env() -> Clock:
+    """The wall clock, or the demo's accelerated one when ROGATORY_CLOCK says so.
+
+    `ROGATORY_CLOCK=accelerated|<origin ISO>|<factor>|<started ISO>` makes every process of a
+    demo (CLI, serving process, watchers) share one clock that runs `factor` times faster.
+    """
+    spec = os.environ.get("ROGATORY_CLOCK", "")
+    if not spec.startswith("accelerated|"):
+        return SystemClock()
+    _, origin, factor, started = spec.split("|")
+    return AcceleratedClock(
+        origin=datetime.fromisoformat(origin),
+        factor=float(factor),
+        started=datetime.fromisoformat(started),
+    )
+
+
+def accelerated_spec(*, origin: datetime, factor: float, started: datetime) -> str:
+    return f"accelerated|{origin.isoformat()}|{factor}|{started.isoformat()}"

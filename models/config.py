@@ -95,7 +95,8 @@ class CalendarSpec(Strict):
             parts = item.split("/")
             if len(parts) > 2 or not all(DATE_RE.match(p) for p in parts):
                 raise ValueError(
-                    f"closure {item!r} is not a date (YYYY-MM-DD) or a range (YYYY-MM-DD/YYYY-MM-DD)"
+                    f"closure {item!r} is not a date (YYYY-MM-DD) "
+                    "or a range (YYYY-MM-DD/YYYY-MM-DD)"
                 )
         return value
 

@@ -75,7 +75,7 @@ class RoutingVersion(Base):
 
 
 class ReferenceCounter(Base):
-    """The last reference number given per country and year; bumped in the registering transaction."""
+    """The last reference number per country and year, bumped inside the registering transaction."""
 
     __tablename__ = "reference_counters"
 
@@ -118,7 +118,10 @@ class Request(Base):
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     head_hash: Mapped[str] = mapped_column(String(64), default=GENESIS)
 
-    __table_args__ = (Index("ix_requests_country_status", "country", "status"),)
+    __table_args__ = (
+        Index("ix_requests_country_status", "country", "status"),
+        Index("ix_requests_prescription_date", "prescription_date"),
+    )
 
 
 class Step(Base):

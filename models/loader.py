@@ -1,4 +1,4 @@
-"""Load routing files and report every problem in them like a compiler, as `file:line:col: path: message`.
+"""Load routing files and report every problem like a compiler: `file:line:col: path: message`.
 
 YAML is read by a hardened loader: no dates or yes/no booleans guessed from plain text (`NO` is
 Norway, `2026-08-03` stays text for the validators), no anchors or aliases (no alias bombs), a
@@ -64,7 +64,7 @@ class _HardenedLoader(yaml.SafeLoader):
         self._nodes = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise _Refused(
                 event.start_mark,
@@ -78,7 +78,7 @@ class _HardenedLoader(yaml.SafeLoader):
         if self._depth > MAX_DEPTH:
             raise _Refused(event.start_mark, f"nested deeper than {MAX_DEPTH} levels: file refused")
         try:
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
@@ -280,10 +280,7 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> Path_:
     out: list[str | int] = []
     cur = data
     for part in loc:
-        if isinstance(cur, dict) and isinstance(part, str) and part in cur:
-            out.append(part)
-            cur = cur[part]
-        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+        if _has_child(cur, part):
             out.append(part)
             cur = cur[part]
         elif isinstance(cur, dict) and isinstance(part, str):
@@ -292,6 +289,14 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> Path_:
         elif cur is not None and not isinstance(cur, dict | list):
             break
     return tuple(out)
+
+
+def _has_child(node: Any, part: Any) -> bool:
+    if isinstance(node, dict):
+        return isinstance(part, str) and part in node
+    if isinstance(node, list):
+        return isinstance(part, int) and 0 <= part < len(node)
+    return False
 
 
 def _friendly(error: Any, model: type[BaseModel], path: Path_) -> str:
@@ -571,7 +576,8 @@ def check_country(
             if step.preset is not None and step.preset not in presets:
                 yield doc.problem(
                     (*at, "preset"),
-                    f"unknown preset deadline {step.preset!r} (known: {', '.join(sorted(presets))})",
+                    f"unknown preset deadline {step.preset!r} "
+                    f"(known: {', '.join(sorted(presets))})",
                 )
             if step.when is not None:
                 yield from _check_matcher(step.when, (*at, "when"), doc)
@@ -643,7 +649,7 @@ def _check_decisions(route: Route, where: Path_, doc: YamlDocument) -> Iterator[
                 continue
             if target == "next" and s == len(route.steps) - 1:
                 yield doc.problem(here, "this is the last step, there is no next one: use end")
-            elif outcome == Outcome.RETURNED and target not in ("requester",) + tuple(ids[:s]):
+            elif outcome == Outcome.RETURNED and target not in ("requester", *ids[:s]):
                 yield doc.problem(
                     here, "a returned request goes back to the requester or to an earlier step"
                 )

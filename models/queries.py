@@ -1,4 +1,4 @@
-"""Read-only views of the ledger: a case's timeline, an authority's inbox, overdue hops, the chain check."""
+"""Read-only views of the ledger: case timelines, authority inboxes, overdue hops, chain checks."""
 
 from __future__ import annotations
 

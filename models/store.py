@@ -171,7 +171,7 @@ class CaseStore:
         if store is None:
             store = cls(session)
             session.info[_STORE_KEY] = store
-        return store  # type: ignore[no-any-return]
+        return store
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -439,7 +439,7 @@ class CaseStore:
                     )
                     .values(last=slot[1])
                 )
-                if moved.rowcount != 1:  # type: ignore[attr-defined]
+                if moved.rowcount != 1:
                     raise Conflict("another registration took the same reference number: retry")
                 slot[0] = slot[1]
         self.events.clear()

@@ -71,15 +71,37 @@ class PostgresServer:
             shutil.chown(self.root, "postgres")
             os.chmod(self.root, 0o700)
         subprocess.run(
-            [*prefix, initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust",
-             "-E", "UTF8", "--no-sync"],
-            check=True, capture_output=True,
+            [
+                *prefix,
+                initdb,
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
         )
         subprocess.run(
-            [*prefix, pg_ctl, "-D", str(self.data), "-l", str(self.root / "log"), "-w", "start",
-             "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"],
-            check=True, capture_output=True,
+            [
+                *prefix,
+                pg_ctl,
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.root / "log"),
+                "-w",
+                "start",
+                "-o",
+                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            ],
+            check=True,
+            capture_output=True,
         )
         self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
 

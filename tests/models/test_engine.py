@@ -110,9 +110,15 @@ def test_intake_refuses_bad_requests_and_writes_nothing(ledger, clock, routings,
 
 def test_no_matching_route_lists_the_near_misses(ledger, clock, routings):
     with pytest.raises(NoRouteMatches) as caught:
-        run(ledger, clock, routings, "register",
-            data=intake(direction="incoming", kind="asset_return", assets="funds",
-                        order_reference="CSJ-1"))
+        run(
+            ledger,
+            clock,
+            routings,
+            "register",
+            data=intake(
+                direction="incoming", kind="asset_return", assets="funds", order_reference="CSJ-1"
+            ),
+        )
     assert "nearly matched" in str(caught.value)
     assert count(ledger, Request) == 0
 
@@ -160,8 +166,9 @@ def test_decision_not_allowed_by_the_route_is_refused_and_writes_nothing(ledger,
 
 def test_bank_secrecy_refusal_is_recorded_and_flagged_prohibited(ledger, clock, routings):
     ref = run(ledger, clock, routings, "register", data=intake()).reference
-    result = run(ledger, clock, routings, "decide", reference=ref, outcome="refused",
-                 ground="bank_secrecy")
+    result = run(
+        ledger, clock, routings, "decide", reference=ref, outcome="refused", ground="bank_secrecy"
+    )
     assert "UNCAC" in result.message and result.status == "closed"
     with ledger.session() as session:
         event = session.scalars(select(Event).where(Event.kind == "decided")).one()
@@ -171,8 +178,15 @@ def test_bank_secrecy_refusal_is_recorded_and_flagged_prohibited(ledger, clock, 
 def test_return_to_requester_waits_then_resubmission_reopens_the_step(ledger, clock, routings):
     ref = run(ledger, clock, routings, "register", data=intake()).reference
     _drive(ledger, clock, routings, ref, ["forwarded"])
-    returned = run(ledger, clock, routings, "decide", reference=ref, outcome="returned",
-                   cause="missing_translation")
+    returned = run(
+        ledger,
+        clock,
+        routings,
+        "decide",
+        reference=ref,
+        outcome="returned",
+        cause="missing_translation",
+    )
     assert (returned.status, returned.hop) == ("with_requester", None)
     with pytest.raises(CommandRejected, match="with the requester"):
         run(ledger, clock, routings, "decide", reference=ref, outcome="forwarded")
@@ -186,8 +200,15 @@ def test_return_to_an_earlier_step_reopens_it(ledger, clock, routings):
     ref = run(ledger, clock, routings, "register", data=intake()).reference
     _drive(ledger, clock, routings, ref, ["forwarded"] * 4)
     assert open_step(ledger, ref).route_step == "execution-abroad"
-    run(ledger, clock, routings, "decide", reference=ref, outcome="returned",
-        cause="incomplete_request")
+    run(
+        ledger,
+        clock,
+        routings,
+        "decide",
+        reference=ref,
+        outcome="returned",
+        cause="incomplete_request",
+    )
     assert open_step(ledger, ref).route_step == "draft"
 
 
@@ -213,15 +234,37 @@ def test_idempotency_key_makes_a_repeat_harmless(ledger, clock, routings):
     again = run(ledger, clock, routings, "register", data=intake(), idempotency_key="intake-7")
     assert again.replayed and again.reference == first.reference
     assert count(ledger, Request) == 1
-    decided = run(ledger, clock, routings, "decide", reference=first.reference,
-                  outcome="forwarded", idempotency_key="d-1")
-    repeat = run(ledger, clock, routings, "decide", reference=first.reference,
-                 outcome="forwarded", idempotency_key="d-1")
+    decided = run(
+        ledger,
+        clock,
+        routings,
+        "decide",
+        reference=first.reference,
+        outcome="forwarded",
+        idempotency_key="d-1",
+    )
+    repeat = run(
+        ledger,
+        clock,
+        routings,
+        "decide",
+        reference=first.reference,
+        outcome="forwarded",
+        idempotency_key="d-1",
+    )
     assert repeat.replayed and repeat.seq == decided.seq
     assert open_step(ledger, first.reference).hop == 2
     with pytest.raises(Conflict, match="different command"):
-        run(ledger, clock, routings, "decide", reference=first.reference,
-            outcome="refused", ground="de_minimis", idempotency_key="d-1")
+        run(
+            ledger,
+            clock,
+            routings,
+            "decide",
+            reference=first.reference,
+            outcome="refused",
+            ground="de_minimis",
+            idempotency_key="d-1",
+        )
 
 
 def test_of_two_concurrent_decisions_on_one_hop_exactly_one_wins(ledger, clock, routings):
@@ -237,8 +280,10 @@ def test_of_two_concurrent_decisions_on_one_hop_exactly_one_wins(ledger, clock, 
         except Conflict:
             outcomes.append("conflict")
 
-    threads = [threading.Thread(target=decide, args=("forwarded",)),
-               threading.Thread(target=decide, args=("refused",), kwargs={"ground": "de_minimis"})]
+    threads = [
+        threading.Thread(target=decide, args=("forwarded",)),
+        threading.Thread(target=decide, args=("refused",), kwargs={"ground": "de_minimis"}),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -283,8 +328,15 @@ def test_late_entry_keeps_when_it_happened_and_when_it_was_recorded(ledger, cloc
         event = session.scalars(select(Event).where(Event.kind == "decided")).one()
         assert (event.occurred_at, event.recorded_at) == (happened, clock.now())
     with pytest.raises(CommandRejected, match="in the future"):
-        run(ledger, clock, routings, "decide", reference=ref, outcome="forwarded",
-            on=clock.now() + timedelta(hours=1))
+        run(
+            ledger,
+            clock,
+            routings,
+            "decide",
+            reference=ref,
+            outcome="forwarded",
+            on=clock.now() + timedelta(hours=1),
+        )
 
 
 def test_timeline_shows_each_hop_with_days_taken_and_lateness(ledger, clock, routings):
@@ -292,11 +344,16 @@ def test_timeline_shows_each_hop_with_days_taken_and_lateness(ledger, clock, rou
     clock.set(datetime(2026, 3, 20, 15, tzinfo=UTC))  # Friday, 4 business days after due
     run(ledger, clock, routings, "decide", reference=ref, outcome="forwarded")
     with ledger.session() as session:
-        view = timeline(session=session, routing=routings.current["SV"], reference=ref,
-                        now=clock.now())
+        view = timeline(
+            session=session, routing=routings.current["SV"], reference=ref, now=clock.now()
+        )
     first = view.hops[0]
     assert (first.holder, first.business_days, first.calendar_days, first.days_late) == (
-        "fgr", 14, 18, 4)
+        "fgr",
+        14,
+        18,
+        4,
+    )
     assert view.hops[1].closed_at is None and view.hops[1].days_late == 0
 
 
@@ -307,8 +364,9 @@ def test_inbox_lists_overdue_first_then_least_prescription_slack(ledger, clock, 
     fresh = run(ledger, clock, routings, "register", data=intake(offence_date="2016-08-01"))
     clock.set(datetime(2026, 3, 18, 12, tzinfo=UTC))
     with ledger.session() as session:
-        items = inbox(session=session, routing=routings.current["SV"], holder="fgr",
-                      now=clock.now())
+        items = inbox(
+            session=session, routing=routings.current["SV"], holder="fgr", now=clock.now()
+        )
         late_ones = overdue(session=session, routing=routings.current["SV"], now=clock.now())
     assert [i.reference for i in items] == [old, late, fresh.reference]
     assert [i.overdue for i in items] == [True, True, False]
@@ -321,8 +379,12 @@ def test_tampered_event_is_detected_and_named(ledger, clock, routings):
     with ledger.session() as session:
         assert verify_chain(session=session) == []
     with ledger.transaction() as session:
-        session.execute(text("UPDATE events SET payload = replace(payload, 'forwarded', "
-                             "'refused') WHERE kind = 'decided'"))
+        session.execute(
+            text(
+                "UPDATE events SET payload = replace(payload, 'forwarded', "
+                "'refused') WHERE kind = 'decided'"
+            )
+        )
     with ledger.session() as session:
         broken = verify_chain(session=session)
     assert [str(b) for b in broken] == [f"{ref} event 3: content altered (decided)"]

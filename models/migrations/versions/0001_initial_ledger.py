@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 09:45:29.960575
+Create Date: 2026-11-27 09:52:28.600461
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import models.ledger
-
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -78,6 +77,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("requests", schema=None) as batch_op:
         batch_op.create_index("ix_requests_country_status", ["country", "status"], unique=False)
+        batch_op.create_index("ix_requests_prescription_date", ["prescription_date"], unique=False)
 
     op.create_table(
         "events",
@@ -194,6 +194,7 @@ def downgrade() -> None:
 
     op.drop_table("events")
     with op.batch_alter_table("requests", schema=None) as batch_op:
+        batch_op.drop_index("ix_requests_prescription_date")
         batch_op.drop_index("ix_requests_country_status")
 
     op.drop_table("requests")

@@ -1,0 +1,315 @@
+"""Operating commands: `serve` (Prefect server and deployments), `watch`, `notify`, and the
+calls that start or wake a case's flow after a ledger command."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from app.cli import emit
+from models.sweep import DEFAULT_SLACK_THRESHOLDS
+
+Sub = Any
+
+
+def register(sub: Sub) -> None:
+    p = sub.add_parser("serve", help="start (or join) a Prefect server and serve the deployments")
+    p.add_argument("--port", type=int, default=int(os.environ.get("ROGATORY_PREFECT_PORT", 4200)))
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=float(os.environ.get("ROGATORY_POLL", 10)),
+        help="seconds between the runner's polls (a resumed case waits for it)",
+    )
+    p.add_argument(
+        "--watch-every",
+        type=float,
+        default=5.0,
+        help="minutes between watch_clock runs (default 5)",
+    )
+    p.add_argument("--limit", type=int, default=8, help="flow runs executing at once")
+    p.set_defaults(handler=serve)
+
+    w = sub.add_parser("watch", help="sweep the clock once without Prefect (cron, debugging)")
+    w.add_argument(
+        "--thresholds",
+        default=",".join(map(str, DEFAULT_SLACK_THRESHOLDS)),
+        help="prescription slack thresholds in days",
+    )
+    w.add_argument("--json", action="store_true")
+    w.set_defaults(handler=watch)
+
+    n = sub.add_parser("notify", help="notifications through apprise")
+    ns = n.add_subparsers(metavar="ACTION")
+    t = ns.add_parser("test", help="send a test message to an apprise tag")
+    t.add_argument("tag")
+    t.set_defaults(handler=notify_test)
+    c = ns.add_parser("config", help="print an offline apprise config covering every contact tag")
+    c.set_defaults(handler=notify_config)
+    q = ns.add_parser("pending", help="deliveries not sent yet, with their last error")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=notify_pending)
+
+
+# -- case flows ----------------------------------------------------------------------------------
+
+
+def start_flow(reference: str, *, quiet: bool = False) -> None:
+    """After a registration: start the case's flow run, or say the watcher will."""
+    from app.prefect_env import discover_api_url, server_reachable
+    from models.ledger import Ledger
+
+    url = discover_api_url()
+    if not server_reachable(url):
+        _say(
+            quiet,
+            f"{reference}: no Prefect server answers, so its flow is not started yet; "
+            "the watcher's reconciliation starts it once `rogatory serve` runs.",
+        )
+        return
+    from tasks.orchestration import start_case_flow
+
+    ledger = Ledger()
+    try:
+        run_id = start_case_flow(ledger, reference)
+    finally:
+        ledger.dispose()
+    _say(quiet, f"{reference}: flow run {run_id} started")
+
+
+def wake_flow(reference: str, *, quiet: bool = False) -> None:
+    """After a decision: resume the case's flow run so it announces the next hop."""
+    from app.prefect_env import discover_api_url, server_reachable
+    from models.ledger import Ledger
+
+    url = discover_api_url()
+    from tasks.cases import read_case_view
+    from tasks.orchestration import wake_case_flow
+
+    ledger = Ledger()
+    try:
+        view = read_case_view(ledger, reference)
+    finally:
+        ledger.dispose()
+    if not server_reachable(url) or view.flow_run_id is None:
+        _say(
+            quiet,
+            "The decision is recorded. No Prefect server answers (or the case has no "
+            "flow run yet): the case's flow will pick the decision up once the server "
+            "is back, and the watcher's reconciliation makes sure it does.",
+        )
+        return
+    if wake_case_flow(view.flow_run_id, view):
+        _say(quiet, f"{reference}: its flow run was resumed")
+
+
+def _say(quiet: bool, text: str) -> None:
+    if not quiet:
+        print(text)
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace) -> int:
+    from app.prefect_env import QUIET, api_url_file, var_dir
+
+    for key, value in QUIET.items():
+        os.environ.setdefault(key, value)
+    os.environ["PREFECT_RUNNER_POLL_FREQUENCY"] = str(max(1, round(args.poll)))
+    server: subprocess.Popen[bytes] | None = None
+    if not os.environ.get("PREFECT_API_URL"):
+        server = start_local_server(port=args.port, home=var_dir() / "prefect")
+        os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{args.port}/api"
+        api_url_file().write_text(os.environ["PREFECT_API_URL"])
+    ui = os.environ["PREFECT_API_URL"].removesuffix("/api")
+    print(f"Prefect UI: {ui}   (API {os.environ['PREFECT_API_URL']})", flush=True)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_RUNNER_POLL_FREQUENCY,
+        temporary_settings,
+    )
+
+    # Prefect reads its settings at import: hand it the server and poll explicitly.
+    updates = {
+        PREFECT_API_URL: os.environ["PREFECT_API_URL"],
+        PREFECT_RUNNER_POLL_FREQUENCY: max(1, round(args.poll)),
+    }
+    try:
+        with temporary_settings(updates=updates):
+            serve_deployments(watch_every=timedelta(minutes=args.watch_every), limit=args.limit)
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+    finally:
+        if server is not None:
+            api_url_file().unlink(missing_ok=True)
+            stop_process(server)
+    return 0
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def serve_deployments(*, watch_every: timedelta, limit: int) -> None:
+    from prefect import serve as prefect_serve
+
+    from flows.route_request import route_request
+    from flows.watch_clock import watch_clock
+
+    deployments = [
+        route_request.to_deployment(name="route-request"),
+        watch_clock.to_deployment(name="watch-clock", interval=watch_every),
+    ]
+    try:
+        from flows.audit_report import audit_report
+    except ImportError:
+        pass
+    else:
+        deployments.append(audit_report.to_deployment(name="audit-report", cron="0 6 * * 1"))
+    prefect_serve(*deployments, limit=limit, pause_on_shutdown=False)
+
+
+def start_local_server(*, port: int, home: Path) -> subprocess.Popen[bytes]:
+    """`prefect server start` on SQLite under `home`, ready when its health check answers."""
+    import httpx
+
+    home.mkdir(parents=True, exist_ok=True)
+    database = home / "prefect.db"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home.resolve()),
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{database.resolve()}",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = open(home / "server.log", "ab")  # noqa: SIM115 (the server keeps writing to it)
+    prefect = str(Path(sys.executable).parent / "prefect")
+    process = subprocess.Popen(
+        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/api/health"
+    print(f"starting the Prefect server (log: {home / 'server.log'}) ...", flush=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the Prefect server stopped at start: see {home / 'server.log'}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop_process(process)
+    raise SystemExit(f"the Prefect server did not answer within 120 s: see {home / 'server.log'}")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+# -- watch and notify ------------------------------------------------------------------------------
+
+
+def watch(args: argparse.Namespace) -> int:
+    from models.clock import clock_from_env
+    from models.ledger import Ledger
+    from tasks.notify import send_pending
+    from tasks.sweep import sweep_now
+
+    thresholds = [int(x) for x in args.thresholds.split(",") if x.strip()]
+    ledger = Ledger()
+    try:
+        rungs, alerts = sweep_now(ledger, thresholds=thresholds)
+        sent = send_pending(ledger=ledger, now=clock_from_env().now())
+    finally:
+        ledger.dispose()
+    summary = {
+        "hops_due": rungs.due_hops,
+        "rungs_recorded": rungs.created,
+        "prescription_alerts_recorded": alerts.created,
+        "sent": sent.sent,
+        "send_failures": sent.failed,
+    }
+    emit(args, summary, "  ".join(f"{k}={v}" for k, v in summary.items()))
+    return 0
+
+
+def notify_test(args: argparse.Namespace) -> int:
+    from tasks.notify import apprise_config_path, load_apprise, send
+
+    ok = send(
+        load_apprise(),
+        tags=[args.tag],
+        title=f"rogatory test message to {args.tag}",
+        body="This is a test of rogatory's notifications. No action is needed.",
+    )
+    if ok:
+        print(f"sent to tag {args.tag!r}")
+        return 0
+    print(
+        f"nothing delivered: no service in {apprise_config_path()} took tag {args.tag!r}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def notify_config(args: argparse.Namespace) -> int:
+    from models.loader import load_all
+    from tasks.notify import contact_tags, outbox_config
+
+    print(outbox_config(contact_tags(load_all().values())), end="")
+    return 0
+
+
+def notify_pending(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from models.ledger import Delivery, Ledger
+
+    ledger = Ledger()
+    try:
+        with ledger.session() as session:
+            rows = session.execute(
+                select(
+                    Delivery.key,
+                    Delivery.tags,
+                    Delivery.attempts,
+                    Delivery.next_attempt_at,
+                    Delivery.last_error,
+                )
+                .where(Delivery.status != "sent")
+                .order_by(Delivery.due_at)
+            ).all()
+    finally:
+        ledger.dispose()
+    items = [dict(r._mapping) for r in rows]
+    text = (
+        "\n".join(
+            f"{r['key']:<36} {','.join(r['tags']):<28} tries {r['attempts']:>2}  "
+            f"next {r['next_attempt_at']:%Y-%m-%d %H:%M}  {r['last_error'] or ''}"
+            for r in items
+        )
+        or "nothing pending."
+    )
+    emit(args, items, text)
+    return 0

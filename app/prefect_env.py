@@ -1,0 +1,48 @@
+"""Where the Prefect server is, decided before Prefect is imported (it reads settings once)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+
+
+def var_dir() -> Path:
+    return Path(os.environ.get("ROGATORY_VAR", "var"))
+
+
+def api_url_file() -> Path:
+    """Written by `rogatory serve` while its local server runs, for other commands to find."""
+    return var_dir() / "prefect" / "api_url"
+
+
+QUIET = {
+    # This machine has no internet: stop Prefect from phoning home.
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def discover_api_url() -> str | None:
+    """PREFECT_API_URL, else the local server `rogatory serve` runs; exported for Prefect."""
+    for key, value in QUIET.items():
+        os.environ.setdefault(key, value)
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    path = api_url_file()
+    if path.exists():
+        os.environ["PREFECT_API_URL"] = path.read_text().strip()
+        return os.environ["PREFECT_API_URL"]
+    return None
+
+
+def server_reachable(url: str | None, timeout: float = 2.0) -> bool:
+    if not url:
+        return False
+    try:
+        return httpx.get(url.rstrip("/") + "/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False

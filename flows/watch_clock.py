@@ -1,0 +1,34 @@
+"""`watch_clock`: the scheduled sweep that reminds, escalates, alerts and reconciles.
+
+Every run records the rungs and prescription alerts now due (exactly once, in the ledger),
+sends what is owed through apprise (failures stay pending and are retried with backoff), and
+gives every open case a live `route_request` run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from models.clock import clock_from_env
+from models.sweep import DEFAULT_SLACK_THRESHOLDS
+from tasks.notify import send_deliveries
+from tasks.orchestration import reconcile_cases
+from tasks.sweep import sweep_clock
+
+
+@flow(name="watch_clock", log_prints=True)
+def watch_clock(
+    slack_thresholds: list[int] = list(DEFAULT_SLACK_THRESHOLDS),  # noqa: B006 (Prefect param)
+    reconcile: bool = True,
+) -> dict[str, Any]:
+    """Sweep the clock once: record what is due, send it, and reconcile case flow runs."""
+    summary: dict[str, Any] = dict(sweep_clock(slack_thresholds))
+    sent = send_deliveries(clock_from_env().now())
+    summary.update(sent=sent.sent, send_failures=sent.failed)
+    if reconcile:
+        fixed = reconcile_cases()
+        summary.update(flows_started=fixed.started, flows_woken=fixed.woken)
+    print(summary)
+    return summary

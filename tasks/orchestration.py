@@ -1,0 +1,132 @@
+"""Talking to the Prefect server about cases: start a case's flow run, wake it, reconcile.
+
+The ledger never depends on Prefect: a command is recorded first, and only then is the case's
+flow run started or resumed. If the server is down, the command still stands, and the watcher's
+reconciliation later gives every open case a live flow run again (a wiped Prefect database
+loses no case), and wakes any run that sleeps on a hop the ledger has already moved past.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+from uuid import UUID
+
+from prefect import task
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+from prefect.flow_runs import resume_flow_run
+from sqlalchemy import select
+
+from models.engine import attach_flow_run
+from models.ledger import Ledger, Request
+from tasks.cases import CaseView, input_key
+
+ROUTE_DEPLOYMENT = "route_request/route-request"
+DEAD_STATES = {StateType.FAILED, StateType.CRASHED, StateType.CANCELLED, StateType.COMPLETED}
+
+
+def start_case_flow(ledger: Ledger, reference: str, *, replacing: str | None = None) -> str:
+    """Create the case's flow run from the deployment and remember it in the ledger.
+
+    The idempotency key makes two callers racing to start the same case get one run.
+    """
+    run = cast(
+        FlowRun,
+        run_deployment(
+            ROUTE_DEPLOYMENT,
+            parameters={"reference": reference},
+            flow_run_name=reference,
+            timeout=0,
+            as_subflow=False,
+            idempotency_key=f"{reference}:{replacing or 'first'}",
+            tags=["case"],
+        ),
+    )
+    with ledger.transaction() as session:
+        attach_flow_run(session=session, reference=reference, flow_run_id=str(run.id))
+    return str(run.id)
+
+
+def wake_input(pause_key: str | None, view: CaseView) -> dict[str, Any]:
+    """Input that satisfies whichever form the run waits on; the flow re-reads the ledger."""
+    if pause_key and "-requester-" in pause_key:
+        return {"note": "the ledger moved on"}
+    return {"hop": view.hop or 0, "outcome": "forwarded", "recorded": True}
+
+
+def wake_case_flow(run_id: str, view: CaseView) -> bool:
+    """Resume the case's run if it is suspended on an older state of the ledger."""
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(UUID(run_id))
+        except ObjectNotFound:
+            return False
+    if run.state is None or not run.state.is_paused():
+        return False
+    pause_key = run.state.state_details.pause_key
+    if pause_key and pause_key.startswith(_key_prefix(view)):
+        return False  # already waiting on the hop the ledger shows
+    resume_flow_run(UUID(run_id), run_input=wake_input(pause_key, view))
+    return True
+
+
+def _key_prefix(view: CaseView) -> str:
+    return input_key(view.reference, view).rsplit("-a", 1)[0] + "-a"
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    open_cases: int
+    started: int
+    woken: int
+
+
+def reconcile(ledger: Ledger) -> Reconciled:
+    """Give every open case a live flow run, and wake runs sleeping on a stale state."""
+    with ledger.session() as session:
+        rows = session.execute(
+            select(
+                Request.reference,
+                Request.status,
+                Request.outcome,
+                Request.current_hop,
+                Request.last_seq,
+                Request.flow_run_id,
+            ).where(Request.status != "closed")
+        ).all()
+    views = [CaseView(*row) for row in rows]
+    runs = _read_runs([v.flow_run_id for v in views if v.flow_run_id])
+    started = woken = 0
+    for view in views:
+        run = runs.get(view.flow_run_id or "")
+        if run is None or run.state is None or run.state.type in DEAD_STATES:
+            start_case_flow(ledger, view.reference, replacing=view.flow_run_id)
+            started += 1
+        elif run.state.is_paused() and wake_case_flow(str(run.id), view):
+            woken += 1
+    return Reconciled(len(views), started, woken)
+
+
+def _read_runs(ids: list[str]) -> dict[str, FlowRun]:
+    out: dict[str, FlowRun] = {}
+    with get_client(sync_client=True) as client:
+        for i in range(0, len(ids), 200):
+            chunk = [UUID(x) for x in ids[i : i + 200]]
+            for run in client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=200
+            ):
+                out[str(run.id)] = run
+    return out
+
+
+@task(name="reconcile-cases", retries=2, retry_delay_seconds=[5, 30])
+def reconcile_cases() -> Reconciled:
+    ledger = Ledger()
+    try:
+        return reconcile(ledger)
+    finally:
+        ledger.dispose()
