@@ -10,6 +10,7 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 
@@ -412,14 +413,16 @@ def _timeline_text(view: Any) -> str:
         f"{'bd':>4} {'cd':>4} {'late':>4} {'stop':>4}  decision",
     ]
     for h in view.hops:
-        closed = f"{h.closed_at:%Y-%m-%d}" if h.closed_at else "open"
+        zone = ZoneInfo(h.timezone)
+        opened, due = h.opened_at.astimezone(zone), h.due_at.astimezone(zone)
+        closed = f"{h.closed_at.astimezone(zone):%Y-%m-%d}" if h.closed_at else "open"
         decision = h.outcome or ""
         if h.ground:
             decision += f" ({h.ground})"
         if h.cause:
             decision += f" ({h.cause})"
         lines.append(
-            f"{h.hop:>3}  {h.step:<22} {h.holder:<8} {h.opened_at:%Y-%m-%d} {h.due_at:%Y-%m-%d} "
+            f"{h.hop:>3}  {h.step:<22} {h.holder:<8} {opened:%Y-%m-%d} {due:%Y-%m-%d} "
             f"{closed:<10} {h.business_days:>4} {h.calendar_days:>4} {h.days_late:>4} "
             f"{h.stopped_business_days:>4}  {decision}"
         )

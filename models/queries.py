@@ -28,6 +28,8 @@ class HopView:
     step: str
     holder: str
     holder_name: str
+    timezone: str
+    """The holder's timezone: dates are shown in it."""
     sla: str
     opened_at: datetime
     due_at: datetime
@@ -76,6 +78,7 @@ def hop_view(step: Step, routing: Routing, now: datetime, stops: list[ClockStop]
         step=step.route_step,
         holder=step.holder,
         holder_name=routing.config.authorities[step.holder].name,
+        timezone=calendar.timezone,
         sla=step.sla,
         opened_at=step.opened_at,
         due_at=step.due_at,
