@@ -44,6 +44,11 @@ def register(sub: Sub) -> None:
         default=",".join(map(str, DEFAULT_SLACK_THRESHOLDS)),
         help="prescription slack thresholds in days",
     )
+    w.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="also give every open case a live flow run (needs a Prefect server)",
+    )
     w.add_argument("--json", action="store_true")
     w.set_defaults(handler=watch)
 
@@ -250,6 +255,20 @@ def watch(args: argparse.Namespace) -> int:
         "sent": sent.sent,
         "send_failures": sent.failed,
     }
+    if args.reconcile:
+        from app.prefect_env import discover_api_url, server_reachable
+
+        if not server_reachable(discover_api_url()):
+            print("no Prefect server answers: nothing reconciled", file=sys.stderr)
+            return 1
+        from tasks.orchestration import reconcile
+
+        ledger = Ledger()
+        try:
+            fixed = reconcile(ledger)
+        finally:
+            ledger.dispose()
+        summary.update(flows_started=fixed.started, flows_woken=fixed.woken)
     emit(args, summary, "  ".join(f"{k}={v}" for k, v in summary.items()))
     return 0
 

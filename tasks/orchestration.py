@@ -8,7 +8,9 @@ loses no case), and wakes any run that sleeps on a hop the ledger has already mo
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
@@ -19,6 +21,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import resume_flow_run
+from prefect.states import Crashed
 from sqlalchemy import select
 
 from models.engine import attach_flow_run
@@ -27,6 +30,16 @@ from tasks.cases import CaseView, input_key
 
 ROUTE_DEPLOYMENT = "route_request/route-request"
 DEAD_STATES = {StateType.FAILED, StateType.CRASHED, StateType.CANCELLED, StateType.COMPLETED}
+BUSY_STATES = {StateType.RUNNING, StateType.PENDING}
+
+
+def stuck_after() -> timedelta:
+    """How long a case run may stay running or pending before it is presumed dead.
+
+    A case run works for seconds between suspensions; one still "running" after this long
+    lost its process (kill -9, machine gone) and the server has not noticed.
+    """
+    return timedelta(seconds=float(os.environ.get("ROGATORY_STUCK_AFTER_S", 600)))
 
 
 def start_case_flow(ledger: Ledger, reference: str, *, replacing: str | None = None) -> str:
@@ -101,14 +114,33 @@ def reconcile(ledger: Ledger) -> Reconciled:
     views = [CaseView(*row) for row in rows]
     runs = _read_runs([v.flow_run_id for v in views if v.flow_run_id])
     started = woken = 0
+    now = datetime.now(UTC)
     for view in views:
         run = runs.get(view.flow_run_id or "")
-        if run is None or run.state is None or run.state.type in DEAD_STATES:
+        if run is not None and _stuck(run, now):
+            _mark_crashed(run)
+        if run is None or run.state is None or run.state.type in DEAD_STATES or _stuck(run, now):
             start_case_flow(ledger, view.reference, replacing=view.flow_run_id)
             started += 1
         elif run.state.is_paused() and wake_case_flow(str(run.id), view):
             woken += 1
     return Reconciled(len(views), started, woken)
+
+
+def _stuck(run: FlowRun, now: datetime) -> bool:
+    state = run.state
+    if state is None or state.type not in BUSY_STATES or state.timestamp is None:
+        return False
+    return bool(now - state.timestamp > stuck_after())
+
+
+def _mark_crashed(run: FlowRun) -> None:
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(
+            run.id,
+            Crashed(message="rogatory reconciliation: no progress, its process is gone"),
+            force=True,
+        )
 
 
 def _read_runs(ids: list[str]) -> dict[str, FlowRun]:
