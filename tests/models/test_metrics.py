@@ -1,0 +1,429 @@
+"""Audit metrics against hand-computed values, on small ledgers driven through the real engine.
+
+The El Salvador chain is played from Monday 2 February to Wednesday 11 March 2026: no public
+holiday or closure falls in that span, so business days are the weekdays. Instants at 15:00 UTC
+are 09:00 in San Salvador (UTC-6), on the same local day. Business-day ranks used below, counted
+from Monday 2 February = 0: Fri 13 Feb = 9, Mon 16 = 10, Wed 18 = 12, Fri 20 = 14, Tue 24 = 16,
+Wed 25 = 17, Fri 27 = 19, Tue 3 Mar = 21, Fri 6 = 24, Tue 10 = 26, Wed 11 = 27.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models import engine, metrics
+from models.clock import FixedClock
+from models.engine import Routings
+from models.ledger import Ledger
+from models.metrics import AuditData, Filters, attribute_delay, group_stats, load_audit
+
+NOW = datetime(2026, 3, 11, 15, tzinfo=UTC)
+
+
+def at(month: int, day: int, hour: int = 15) -> datetime:
+    return datetime(2026, month, day, hour, tzinfo=UTC)
+
+
+def sv(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "country": "SV",
+        "direction": "outgoing",
+        "kind": "mla",
+        "legal_basis": "uncac",
+        "offence_category": "bribery",
+        "offence_date": "2024-05-10",
+        "counterpart": "ES",
+        "requesting_authority": "Fiscalía General de la República",
+        "conducting_authority": "Unidad Anticorrupción",
+        "subject": "bribery of a public official in procurement",
+        "facts_summary": "payments routed through a foreign account",
+        "assistance_sought": "bank records",
+        "purpose": "trace the payments",
+    }
+    base.update(changes)
+    return base
+
+
+Script = list[tuple[datetime, str, str, dict[str, Any]]]
+
+
+def play(ledger: Ledger, routings: Routings, script: Script) -> dict[str, str]:
+    """Run (instant, case label, command, arguments) in time order; labels map to references."""
+    clock = FixedClock(script[0][0])
+    refs: dict[str, str] = {}
+    for when, label, command, kwargs in sorted(script, key=lambda s: s[0]):
+        clock.set(when)
+        with ledger.transaction() as session:
+            if command == "register":
+                result = engine.register(session=session, clock=clock, routings=routings, **kwargs)
+                refs[label] = result.reference
+            else:
+                getattr(engine, command)(
+                    session=session,
+                    clock=clock,
+                    routings=routings,
+                    reference=refs[label],
+                    **kwargs,
+                )
+    return refs
+
+
+def sv_script() -> Script:
+    feb2 = at(2, 2, 9)
+    return [
+        (feb2, "A", "register", {"data": sv()}),
+        (feb2, "B", "register", {"data": sv(legal_basis="bilateral_treaty")}),
+        (feb2, "C", "register", {"data": sv()}),
+        (feb2, "D", "register", {"data": sv()}),
+        (at(2, 5), "C", "decide", {"outcome": "returned", "cause": "incomplete_request"}),
+        (at(2, 9), "C", "resubmit", {}),
+        (at(2, 13), "B", "decide", {"outcome": "forwarded"}),
+        (at(2, 18), "D", "decide", {"outcome": "forwarded"}),
+        (at(2, 20), "A", "decide", {"outcome": "forwarded"}),
+        (at(2, 20, 16), "D", "stop_clock", {"reason": "awaiting_clarification"}),
+        (at(2, 24), "A", "decide", {"outcome": "forwarded"}),
+        (at(2, 24, 16), "D", "resume_clock", {"reason": "answer received"}),
+        # Entered on Friday, decided on Wednesday: a late entry of two days.
+        (at(2, 27), "C", "decide", {"outcome": "forwarded", "on": at(2, 25)}),
+        (at(3, 2), "C", "withdraw", {}),
+        (at(3, 3), "B", "decide", {"outcome": "refused", "ground": "no_dual_criminality"}),
+        (at(3, 9, 9), "G", "register", {"data": sv(legal_basis="untoc")}),
+        (at(3, 10), "D", "decide", {"outcome": "refused", "ground": "bank_secrecy"}),
+    ]
+
+
+def us_script() -> Script:
+    us = sv(country="US", requesting_authority="US Attorney", conducting_authority="FBI")
+    feb2 = at(2, 2, 14)
+    out: Script = [(feb2, "E", "register", {"data": us}), (feb2, "F", "register", {"data": us})]
+    for label, last in (("E", "executed"), ("F", "partially_executed")):
+        out += [
+            (at(2, 3), label, "decide", {"outcome": "forwarded"}),
+            (at(2, 4), label, "decide", {"outcome": "forwarded"}),
+            (at(2, 6), label, "decide", {"outcome": last}),
+        ]
+    return out
+
+
+@pytest.fixture
+def audited(ledger: Ledger, routings: Routings) -> tuple[Ledger, Routings, dict[str, str]]:
+    refs = play(ledger, routings, sv_script() + us_script())
+    return ledger, routings, refs
+
+
+def audit(ledger: Ledger, routings: Routings, **filters: Any) -> AuditData:
+    with ledger.session() as session:
+        return load_audit(session=session, routings=routings, filters=Filters(**filters), now=NOW)
+
+
+def by(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
+    found = [r for r in rows if all(r[k] == v for k, v in match.items())]
+    assert len(found) == 1, (match, rows)
+    return found[0]
+
+
+def test_dwell_per_authority_in_business_and_calendar_days(audited):
+    data = audit(*audited[:2], countries=("SV",))
+    rows = metrics.dwell_by_authority(data=data)
+    # fgr closed hops: C1 3 bd/3 cd, B1 9/11, C2 12/16, D1 12/16, A1 14/18.
+    fgr = by(rows, authority="fgr")
+    assert (fgr["hops"], fgr["open_hops"]) == (5, 1)
+    assert (fgr["bd_median"], fgr["bd_p90"], fgr["bd_max"]) == (12, 13.2, 14)
+    assert (fgr["cd_median"], fgr["cd_p90"], fgr["cd_max"]) == (16, 17.2, 18)
+    assert fgr["authority_name"] == "Fiscalía General de la República"
+    # csj: A2 2/4, C3 3/5, B2 12/18, D2 14/20 (the stopped days count: the hop still held it).
+    csj = by(rows, authority="csj")
+    assert (csj["hops"], csj["bd_median"], csj["bd_p90"], csj["bd_max"]) == (4, 7.5, 13.4, 14)
+    assert (csj["cd_median"], csj["cd_p90"], csj["cd_max"]) == (11.5, 19.4, 20)
+    mjsp = by(rows, authority="mjsp")
+    assert (mjsp["hops"], mjsp["open_hops"], mjsp["bd_median"]) == (0, 1, None)
+
+
+def test_dwell_per_route_step_and_histogram(audited):
+    data = audit(*audited[:2], countries=("SV",))
+    steps = metrics.dwell_by_step(data=data)
+    draft = by(steps, step="draft")
+    assert (draft["hops"], draft["sla"], draft["bd_median"]) == (5, "10bd", 12)
+    court = by(steps, step="court")
+    assert (court["hops"], court["cd_max"]) == (4, 20)
+    histogram = {
+        (r["authority"], r["business_days"]): r["hops"] for r in metrics.dwell_histogram(data=data)
+    }
+    assert histogram == {
+        ("fgr", 3): 1,
+        ("fgr", 9): 1,
+        ("fgr", 12): 2,
+        ("fgr", 14): 1,
+        ("csj", 2): 1,
+        ("csj", 3): 1,
+        ("csj", 12): 1,
+        ("csj", 14): 1,
+    }
+
+
+def test_clock_stops_count_business_and_calendar_days(audited):
+    rows = metrics.stops_by_authority(data=audit(*audited[:2], countries=("SV",)))
+    assert rows == [
+        {
+            "country": "SV",
+            "authority": "csj",
+            "authority_name": "Corte Suprema de Justicia",
+            "hops_stopped": 1,
+            "stops": 1,
+            "running_now": 0,
+            "business_days_stopped": 2,
+            "calendar_days_stopped": 4,
+            "share_of_dwell": round(2 / (2 + 3 + 12 + 14), 4),
+        }
+    ]
+
+
+def test_sla_breaches_rates_and_hops_overdue_now(audited):
+    data = audit(*audited[:2], countries=("SV",))
+    rows = metrics.breaches_by_authority(data=data)
+    fgr = by(rows, authority="fgr")  # A1 4 late, C2 2 late, D1 2 late; B1 and C1 on time
+    assert (fgr["closed_hops"], fgr["breached"], fgr["breach_rate"]) == (5, 3, 0.6)
+    assert (fgr["days_late_median"], fgr["days_late_max"], fgr["overdue_now"]) == (2, 4, 0)
+    csj = by(rows, authority="csj")  # B2 and D2 two days late (D2's due moved by its stop)
+    assert (csj["breached"], csj["breach_rate"], csj["days_late_max"]) == (2, 0.5, 2)
+    mjsp = by(rows, authority="mjsp")
+    assert (mjsp["open_hops"], mjsp["overdue_now"]) == (1, 1)
+    overdue = metrics.overdue_now(data=data)
+    assert [(r["reference"], r["hop"], r["step"], r["days_late"]) for r in overdue] == [
+        (audited[2]["A"], 3, "transmit", 6)  # due Tue 3 March, now Wed 11 March
+    ]
+    months = metrics.breaches_by_month(data=data)
+    assert [(m["month"], m["closed_hops"], m["breached"]) for m in months] == [
+        ("2026-02", 6, 3),
+        ("2026-03", 3, 2),
+    ]
+
+
+def test_handoff_gaps_show_the_wait_on_the_requester(audited):
+    rows = metrics.handoffs(data=audit(*audited[:2], countries=("SV",)))
+    again = by(rows, from_step="draft", to_step="draft")
+    assert (again["handoffs"], again["via_requester"]) == (1, 1)
+    assert (again["gap_bd_median"], again["gap_cd_median"]) == (2, 4)  # Thu 5 -> Mon 9 Feb
+    onward = by(rows, from_step="draft", to_step="court")
+    assert (onward["handoffs"], onward["gap_bd_max"], onward["via_requester"]) == (4, 0, 0)
+    assert by(rows, from_step="court", to_step="transmit")["handoffs"] == 1
+
+
+def test_rework_counts_returns_with_their_delay_causes(audited):
+    data = audit(*audited[:2], countries=("SV",))
+    fgr = by(metrics.rework_by_authority(data=data), authority="fgr")
+    assert (fgr["returned"], fgr["reassigned"], fgr["rework_rate"]) == (1, 0, 0.2)
+    assert (fgr["repeated_hops"], fgr["repeated_business_days"]) == (1, 12)
+    assert metrics.rework_by_cause(data=data) == [
+        {"cause": "incomplete_request", "returned": 1, "reassigned": 0, "total": 1, "share": 1.0}
+    ]
+    assert metrics.returned_cases(data=data) == 1
+
+
+def test_refusals_flag_grounds_uncac_prohibits(audited):
+    rows = metrics.refusals(data=audit(*audited[:2]))
+    assert [
+        (r["authority"], r["ground"], r["refusals"], r["prohibited_by_uncac"]) for r in rows
+    ] == [
+        ("csj", "bank_secrecy", 1, True),
+        ("csj", "no_dual_criminality", 1, False),
+    ]
+    assert metrics.summary(data=audit(*audited[:2]))["prohibited_refusals"] == 1
+
+
+def test_execution_rate_counts_full_and_partial_execution(audited):
+    data = audit(*audited[:2])
+    us = by(metrics.execution(data=data), country="US")
+    assert (us["closed_cases"], us["executed"], us["partially_executed"]) == (2, 1, 1)
+    assert (us["execution_rate"], us["partial_rate"], us["executed_any_rate"]) == (0.5, 0.5, 1.0)
+    sv_row = by(metrics.execution(data=data), country="SV")
+    assert (sv_row["closed_cases"], sv_row["refused"], sv_row["withdrawn"]) == (3, 2, 1)
+    assert sv_row["execution_rate"] == 0.0
+    summary = metrics.summary(data=data)
+    assert (summary["closed_cases"], summary["execution_rate"], summary["partial_rate"]) == (
+        5,
+        0.2,
+        0.2,
+    )
+
+
+def test_late_entries_are_counted_per_authority(audited):
+    rows = metrics.late_entries(data=audit(*audited[:2], countries=("SV",)))
+    fgr = by(rows, authority="fgr")
+    assert (fgr["decisions"], fgr["late_decisions"], fgr["late_share"]) == (5, 1, 0.2)
+    assert (fgr["late_entries"], fgr["lag_days_median"]) == (1, 2)
+    assert by(rows, authority="csj")["late_entries"] == 0
+
+
+def test_delay_attribution_splits_each_late_case_over_its_late_hops(audited):
+    rows = metrics.delay_attribution(data=audit(*audited[:2], countries=("SV",)))
+    # B: fgr -1, csj +2 -> 1 day, all csj. D: fgr +2, csj +2 -> 4 days, 2 each.
+    # C: -7 +2 -7 (withdrawn, early overall) and A (open) add nothing.
+    overall = [
+        (r["authority"], r["delay_business_days"], r["share"]) for r in rows if r["scope"] == "all"
+    ]
+    assert overall == [("csj", 3, 0.6), ("fgr", 2, 0.4)]
+    scoped = [r for r in rows if r["scope"] == "outgoing mla"]
+    assert [(r["rank"], r["authority"], r["share"]) for r in scoped] == [
+        (1, "csj", 0.6),
+        (2, "fgr", 0.4),
+    ]
+
+
+def test_attribute_delay_shares_net_lateness_in_proportion_to_overruns():
+    case = np.array([0, 0, 0, 1, 1, 2], dtype=np.int64)
+    late = np.array([3, 1, -2, -5, 4, 6], dtype=np.int64)
+    eligible = np.array([True, True, True, True, True, False])
+    out = attribute_delay(case=case, late_bd=late, eligible=eligible)
+    # case 0: net 2 over overruns 3 and 1 -> 1.5 and 0.5; case 1 net -1: nothing; case 2 open.
+    assert out.tolist() == [1.5, 0.5, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_statistics_count_every_dimension_and_uncac_use(audited):
+    data = audit(*audited[:2], countries=("SV",))
+    counts = {(r["legal_basis"], r["year"]): r["requests"] for r in metrics.statistics(data=data)}
+    assert counts == {("bilateral_treaty", 2026): 1, ("uncac", 2026): 3, ("untoc", 2026): 1}
+    assert metrics.uncac_usage(data=data) == [
+        {
+            "country": "SV",
+            "direction": "outgoing",
+            "year": 2026,
+            "requests": 5,
+            "uncac": 3,
+            "uncac_share": 0.6,
+        }
+    ]
+
+
+def test_filters_select_cases_by_country_and_registration_period(audited):
+    assert len(audit(*audited[:2], countries=("US",)).cases) == 2
+    march = audit(*audited[:2], since=date(2026, 3, 1))
+    assert march.cases.reference == [audited[2]["G"]]
+    assert len(audit(*audited[:2], until=date(2026, 3, 8)).cases) == 6
+    assert len(audit(*audited[:2], kinds=("extradition",)).cases) == 0
+    assert len(audit(*audited[:2], counterparts=("ES",), directions=("outgoing",)).cases) == 7
+
+
+def _register_many(ledger, routings, year, rows):
+    script: Script = []
+    for n, (changes, count) in enumerate(rows):
+        for k in range(count):
+            when = datetime(year, 3, 2 + n, 15, k, tzinfo=UTC)
+            script.append((when, f"{year}-{n}-{k}", "register", {"data": sv(**changes)}))
+    play(ledger, routings, script)
+
+
+def test_statistics_reproduce_seed_hand_counts(ledger, routings):
+    # Italy 2018: 19 new UNCAC procedures, 10 issued by Italy, 9 by foreign authorities
+    # (CAC/COSP/2019/7 para 67); one UNTOC request and a 2017 request must not be counted.
+    italy = {"country": "IT", "offence_date": "2016-01-10", "counterpart": "AL"}
+    incoming = {**italy, "direction": "incoming"}
+    _register_many(
+        ledger, routings, 2018, [(italy, 10), (incoming, 9), ({**italy, "legal_basis": "untoc"}, 1)]
+    )
+    _register_many(ledger, routings, 2017, [(italy, 1)])
+    # Algeria-like, 2016: 10 MLA requests sent, 4 on UNCAC, 1 on UNTOC, 5 bilateral (para 63).
+    sent = {"offence_date": "2014-01-10", "counterpart": "FR"}
+    _register_many(
+        ledger,
+        routings,
+        2016,
+        [
+            (sent, 4),
+            ({**sent, "legal_basis": "untoc"}, 1),
+            ({**sent, "legal_basis": "bilateral_treaty"}, 5),
+        ],
+    )
+    with ledger.session() as session:
+        data = load_audit(
+            session=session,
+            routings=routings,
+            filters=Filters(),
+            now=datetime(2019, 1, 1, tzinfo=UTC),
+        )
+    counts = {
+        (r["country"], r["direction"], r["legal_basis"], r["year"]): r["requests"]
+        for r in metrics.statistics(data=data)
+    }
+    assert counts == {
+        ("IT", "outgoing", "uncac", 2018): 10,
+        ("IT", "incoming", "uncac", 2018): 9,
+        ("IT", "outgoing", "untoc", 2018): 1,
+        ("IT", "outgoing", "uncac", 2017): 1,
+        ("SV", "outgoing", "uncac", 2016): 4,
+        ("SV", "outgoing", "untoc", 2016): 1,
+        ("SV", "outgoing", "bilateral_treaty", 2016): 5,
+    }
+    uncac = {
+        (r["country"], r["direction"], r["year"]): (r["uncac"], r["requests"])
+        for r in metrics.uncac_usage(data=data)
+    }
+    assert uncac[("IT", "outgoing", 2018)] == (10, 11)
+    assert uncac[("IT", "incoming", 2018)] == (9, 9)
+    assert uncac[("SV", "outgoing", 2016)] == (4, 10)
+
+
+def test_chain_lists_route_steps_with_observed_medians(audited):
+    rows = metrics.chains(data=audit(*audited[:2], countries=("SV",)))
+    assert [(r["position"], r["step"], r["authority"], r["conditional"]) for r in rows] == [
+        (1, "draft", "fgr", False),
+        (2, "constitutional-review", "csj", True),
+        (3, "court", "csj", False),
+        (4, "transmit", "mjsp", False),
+        (5, "diplomatic-channel", "rree", False),
+        (6, "execution-abroad", "abroad", False),
+    ]
+    assert [r["bd_median"] for r in rows[:4]] == [12, None, 7.5, None]
+
+
+def test_an_empty_ledger_gives_empty_tables(ledger, routings):
+    data = audit(ledger, routings)
+    assert metrics.dwell_by_authority(data=data) == []
+    assert metrics.delay_attribution(data=data) == []
+    assert metrics.breaches_by_month(data=data) == []
+    assert metrics.summary(data=data)["cases"] == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 400)), min_size=1, max_size=60))
+def test_group_stats_match_numpy_percentiles(pairs):
+    groups = np.array([g for g, _ in pairs], dtype=np.int64)
+    values = np.array([v for _, v in pairs], dtype=np.int64)
+    stats = group_stats(values=values, groups=groups, n_groups=4)
+    for g in range(4):
+        mine = values[groups == g]
+        assert stats["count"][g] == mine.size
+        if mine.size:
+            assert stats["q0.5"][g] == pytest.approx(np.percentile(mine, 50))
+            assert stats["q0.9"][g] == pytest.approx(np.percentile(mine, 90))
+            assert stats["max"][g] == mine.max()
+        else:
+            assert np.isnan(stats["q0.5"][g])
+
+
+def test_hop_times_agree_with_the_timeline_view(audited):
+    from models.queries import timeline
+
+    ledger, routings, refs = audited
+    data = audit(ledger, routings)
+    dwell = {(r["reference"], r["hop"]): r for r in metrics.hop_dwell(data=data)}
+    with ledger.session() as session:
+        for ref in refs.values():
+            view = timeline(
+                session=session, routing=routings.current[ref[:2]], reference=ref, now=NOW
+            )
+            for h in view.hops:
+                if h.closed_at is None:
+                    continue
+                mine = dwell[(ref, h.hop)]
+                assert (mine["business_days"], mine["calendar_days"]) == (
+                    h.business_days,
+                    h.calendar_days,
+                )
+                assert mine["elapsed_s"] == int((h.closed_at - h.opened_at) / timedelta(seconds=1))
