@@ -207,6 +207,8 @@ class Cases:
     closed_at: I64
     prescription_day: I64
     """Days since 1970-01-01 of the prescription date; NO_DAY when none is configured."""
+    prescription_running: Bools
+    """A suspension is still running: the date is the earliest it can be, and may move later."""
     current_hop: I64
     """The open hop, 0 when none is open."""
     hop_count: I64
@@ -322,7 +324,7 @@ class AuditData:
 # -- reading the ledger ---------------------------------------------------------------------------
 
 
-def _epoch(dialect: str, column: Any) -> ColumnElement[int]:
+def epoch_seconds(dialect: str, column: Any) -> ColumnElement[int]:
     """Whole UTC epoch seconds (floored); NO_TS for NULL. Floors never cross a local midnight."""
     if dialect == "postgresql":
         expr: ColumnElement[int] = cast(func.floor(extract("epoch", column)), BigInteger)
@@ -340,7 +342,7 @@ def _day_number(dialect: str, column: Any) -> ColumnElement[int]:
     return func.coalesce(expr, NO_DAY)
 
 
-def _json_text(dialect: str, column: Any, key: str) -> ColumnElement[str]:
+def json_member(dialect: str, column: Any, key: str) -> ColumnElement[str]:
     """One top-level member of a JSON text column: scalars as text, objects as JSON text."""
     if dialect == "postgresql":
         return func.json_extract_path_text(cast(column, postgresql.JSON), key)
@@ -348,7 +350,7 @@ def _json_text(dialect: str, column: Any, key: str) -> ColumnElement[str]:
 
 
 def _json_int(dialect: str, column: Any, key: str) -> ColumnElement[int]:
-    return func.coalesce(cast(_json_text(dialect, column, key), Integer), -1)
+    return func.coalesce(cast(json_member(dialect, column, key), Integer), -1)
 
 
 def _joined(text: Sequence[Any]) -> ColumnElement[str]:
@@ -426,7 +428,7 @@ def load_audit(
             Event.request_id,
             _json_int(dialect, Event.payload, "hop"),
             Event.kind,
-            _epoch(dialect, Event.occurred_at),
+            epoch_seconds(dialect, Event.occurred_at),
         )
         .join(Request, Request.id == Event.request_id)
         .where(Event.kind.in_(("clock_stopped", "clock_resumed")), *where)
@@ -441,7 +443,7 @@ def load_audit(
         now_s=int(now.timestamp()),
         calendars=hop_calendars(data),
     )
-    lag = _epoch(dialect, Event.recorded_at) - _epoch(dialect, Event.occurred_at)
+    lag = epoch_seconds(dialect, Event.recorded_at) - epoch_seconds(dialect, Event.occurred_at)
     late_rows = _read(
         conn,
         select(
@@ -487,15 +489,16 @@ def _load_cases(conn: Connection, dialect: str, where: list[ColumnElement[bool]]
             state,
             Request.coercive,
             Request.urgent,
-            _epoch(dialect, Request.registered_at),
-            _epoch(dialect, Request.closed_at),
+            epoch_seconds(dialect, Request.registered_at),
+            epoch_seconds(dialect, Request.closed_at),
             _day_number(dialect, Request.prescription_date),
+            Request.prescription_running,
             func.coalesce(Request.current_hop, 0),
             Request.hop_count,
         )
         .where(*where)
         .order_by(Request.id),
-        "iossbbiiiii",
+        "iossbbiiibii",
     )
     d = split_coded(
         rows[2],
@@ -520,8 +523,9 @@ def _load_cases(conn: Connection, dialect: str, where: list[ColumnElement[bool]]
         registered_at=rows[6],
         closed_at=rows[7],
         prescription_day=rows[8],
-        current_hop=rows[9],
-        hop_count=rows[10],
+        prescription_running=rows[9],
+        current_hop=rows[10],
+        hop_count=rows[11],
     )
 
 
@@ -535,11 +539,11 @@ def _load_hops(
             Step.hop,
             Step.step_index,
             _joined([Step.holder, Step.route_step, Step.sla]),
-            _epoch(dialect, Step.opened_at),
-            _epoch(dialect, Step.due_at),
-            _epoch(dialect, Step.closed_at),
+            epoch_seconds(dialect, Step.opened_at),
+            epoch_seconds(dialect, Step.due_at),
+            epoch_seconds(dialect, Step.closed_at),
             Step.stopped_bd,
-            _epoch(dialect, Step.stopped_since),
+            epoch_seconds(dialect, Step.stopped_since),
             _joined([Step.outcome, Step.ground, Step.cause, Step.target]),
         )
         .join(Request, Request.id == Step.request_id)
