@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from models.calendar import Calendar, Duration
@@ -31,7 +31,7 @@ from models.errors import (
     NotFound,
 )
 from models.intake import RequestIntake
-from models.ledger import Request, RoutingVersion, Step, canonical
+from models.ledger import Request, RoutingVersion, canonical
 from models.loader import Routing, routing_from_snapshot
 from models.prescription import (
     EventKind,
@@ -643,11 +643,7 @@ def resubmit(
     case = store.case(reference)
     if case.status != "with_requester":
         raise CommandRejected(f"{reference} is {case.status}, not waiting on the requester")
-    last = session.execute(
-        select(Step.step_index, Step.closed_at).where(
-            Step.request_id == case.id, Step.hop == case.hop_count
-        )
-    ).one()
+    last = store.hop(case, case.hop_count)
     at = _when(on, clock, not_before=last.closed_at)
     recorded_at = clock.now()
     routing = routings.pinned(session, case.routing_version)

@@ -198,6 +198,25 @@ class CaseStore:
         self.cases[reference] = case
         return case
 
+    def hop(self, case: Case, number: int) -> Hop:
+        """Hop `number` of a case as this transaction left it, else as the ledger holds it.
+
+        Inside a batch a hop may have been opened or closed without being written yet, so the
+        in-memory copy comes first.
+        """
+        key = (case.id, number)
+        found = self.new_hops.get(key) or self.changed_hops.get(key)
+        if found is not None:
+            return found
+        if case.open is not None and case.open.hop == number:
+            return case.open
+        row = self.session.execute(
+            select(*[getattr(Step, n) for n in _HOP_FIELDS]).where(
+                Step.request_id == case.id, Step.hop == number
+            )
+        ).one()
+        return Hop(**dict(zip(_HOP_FIELDS, row, strict=True)))
+
     def keyed_result(self, key: str) -> Appended | None:
         """The earlier command that used idempotency `key`, if any."""
         if key in self.keyed:

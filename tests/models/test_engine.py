@@ -388,3 +388,19 @@ def test_tampered_event_is_detected_and_named(ledger, clock, routings):
     with ledger.session() as session:
         broken = verify_chain(session=session)
     assert [str(b) for b in broken] == [f"{ref} event 3: content altered (decided)"]
+
+
+def test_resubmission_in_the_batch_that_returned_the_request_reopens_its_step(
+    ledger, clock, routings
+):
+    with ledger.transaction() as session, engine.batch(session):
+        kw = {"session": session, "clock": clock, "routings": routings}
+        ref = engine.register(**kw, data=intake()).reference
+        engine.decide(**kw, reference=ref, outcome="forwarded")
+        clock.advance(timedelta(days=2))
+        engine.decide(**kw, reference=ref, outcome="returned", cause="missing_translation")
+        clock.advance(timedelta(days=3))
+        again = engine.resubmit(**kw, reference=ref)
+    step = open_step(ledger, ref)
+    assert (again.hop, step.route_step, step.holder) == (3, "court", "csj")
+    assert verify_chain(session=ledger.session()) == []
