@@ -1,0 +1,94 @@
+"""The flows under Prefect's test harness: one shared temporary server for the whole session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+from sqlalchemy import select
+
+from flows.route_request import route_request
+from flows.watch_clock import watch_clock
+from models import engine
+from models.clock import FixedClock
+from models.engine import Routings
+from models.ledger import Delivery, Ledger
+from tasks.notify import read_outbox
+from tests.models.test_engine import intake
+
+
+@pytest.fixture(scope="session", autouse=True)
+def harness() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ledger:
+    monkeypatch.setenv("ROGATORY_VAR", str(tmp_path / "var"))
+    monkeypatch.setenv("ROGATORY_DATABASE_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    monkeypatch.delenv("ROGATORY_APPRISE_CONFIG", raising=False)
+    monkeypatch.delenv("ROGATORY_CLOCK", raising=False)
+    return Ledger()
+
+
+def _register_overdue(ledger: Ledger, routings: Routings, days_ago: int) -> str:
+    now = datetime.now(UTC)
+    clock = FixedClock(now)
+    with ledger.transaction() as session:
+        result = engine.register(
+            session=session,
+            clock=clock,
+            routings=routings,
+            data=intake(),
+            on=now - timedelta(days=days_ago),
+        )
+    return result.reference
+
+
+def test_watch_clock_sends_due_rungs_to_the_outbox_once(site: Ledger, routings: Routings):
+    reference = _register_overdue(site, routings, days_ago=21)
+    first = watch_clock(reconcile=False)
+    again = watch_clock(reconcile=False)
+    assert first["rungs_recorded"] >= 2 and first["sent"] == first["rungs_recorded"]
+    assert again["rungs_recorded"] == 0 and again["sent"] == 0
+    lines = [m for m in read_outbox() if f"Case: {reference}\n" in m["body"]]
+    titles = sorted(m["title"].split(":")[0] for m in lines)
+    assert "Reminder" in titles and "Overdue" in titles
+    assert {m["recipient"] for m in lines} >= {"sv-fgr", "sv-coordination"}
+    with site.session() as session:
+        statuses = set(session.scalars(select(Delivery.status)))
+    assert statuses == {"sent"}
+
+
+def test_failed_deliveries_stay_pending_with_backoff(
+    site: Ledger, routings: Routings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    config = tmp_path / "empty.conf"
+    config.write_text("# no services: every delivery fails\n")
+    monkeypatch.setenv("ROGATORY_APPRISE_CONFIG", str(config))
+    _register_overdue(site, routings, days_ago=21)
+    summary = watch_clock(reconcile=False)
+    assert summary["sent"] == 0 and summary["send_failures"] == summary["rungs_recorded"] > 0
+    with site.session() as session:
+        rows = session.execute(
+            select(
+                Delivery.status, Delivery.attempts, Delivery.next_attempt_at, Delivery.last_error
+            )
+        ).all()
+    assert {r.status for r in rows} == {"pending"}
+    assert all(r.attempts == 1 and r.next_attempt_at > datetime.now(UTC) for r in rows)
+    assert all("could not deliver" in r.last_error for r in rows)
+
+
+def test_route_request_returns_at_once_for_a_closed_case(site: Ledger, routings: Routings):
+    clock = FixedClock(datetime.now(UTC))
+    with site.transaction() as session:
+        ref = engine.register(
+            session=session, clock=clock, routings=routings, data=intake()
+        ).reference
+        engine.withdraw(session=session, clock=clock, routings=routings, reference=ref)
+    assert route_request(ref) == f"{ref} closed: withdrawn"

@@ -1,0 +1,270 @@
+"""Cases driven through real Prefect flows: a real server, a real serving process, real apprise."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from models.ledger import Delivery, Ledger, Request
+from tests.conftest import _free_port
+from tests.integration.conftest import BIN, Site, stop, wait_for
+
+pytestmark = pytest.mark.integration
+
+PERSON = "Juan Pérez Ramírez"
+
+
+def intake(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "country": "SV",
+        "direction": "outgoing",
+        "kind": "mla",
+        "legal_basis": "uncac",
+        "offence_category": "bribery",
+        "offence_date": "2024-05-10",
+        "counterpart": "ES",
+        "requesting_authority": "Fiscalía General de la República",
+        "conducting_authority": "Unidad Anticorrupción",
+        "subject": "bribery in public procurement",
+        "facts_summary": "payments routed through an account in Madrid",
+        "assistance_sought": "bank records",
+        "purpose": "trace the payments",
+        "persons": [PERSON],
+    }
+    data.update(changes)
+    return data
+
+
+def ledger_of(site: Site) -> Ledger:
+    return Ledger(site.env["ROGATORY_DATABASE_URL"])
+
+
+def case_row(site: Site, reference: str) -> Any:
+    ledger = ledger_of(site)
+    try:
+        with ledger.session() as session:
+            return session.execute(
+                select(Request.status, Request.current_hop, Request.flow_run_id).where(
+                    Request.reference == reference
+                )
+            ).one()
+    finally:
+        ledger.dispose()
+
+
+def flow_run_state(site: Site, run_id: str) -> Any:
+    code = (
+        "import sys; from uuid import UUID; from prefect.client.orchestration import get_client\n"
+        "with get_client(sync_client=True) as c:\n"
+        "    s = c.read_flow_run(UUID(sys.argv[1])).state\n"
+        "    print(s.name, s.state_details.pause_key)\n"
+    )
+    done = subprocess.run(
+        [str(BIN / "python"), "-c", code, run_id],
+        env=site.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.split()
+
+
+def resume_with(site: Site, run_id: str, run_input: dict[str, Any]) -> None:
+    code = (
+        "import sys, json; from uuid import UUID; from prefect.flow_runs import resume_flow_run\n"
+        "resume_flow_run(UUID(sys.argv[1]), run_input=json.loads(sys.argv[2]))\n"
+    )
+    subprocess.run(
+        [str(BIN / "python"), "-c", code, run_id, json.dumps(run_input)],
+        env=site.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def test_case_is_driven_through_three_decisions_by_suspend_and_resume(site: Site) -> None:
+    site.serve()
+    ref = site.register(intake())
+    wait_for(lambda: len(site.notices(ref)) == 1, timeout=60, what="hop 1 announced")
+    for hop in (1, 2, 3):
+        site.cli("decide", ref, "--outcome", "forwarded", "--hop", str(hop))
+        wait_for(
+            lambda n=hop: len(site.notices(ref)) == n + 1,
+            timeout=60,
+            what=f"hop {hop + 1} announced",
+        )
+    notices = site.notices(ref)
+    assert [m["recipient"] for m in notices] == ["sv-fgr", "sv-csj", "sv-mjsp", "sv-rree"]
+    assert all(m["title"].startswith(f"New: {ref} hop") for m in notices)
+    assert not any(PERSON in m["body"] or "Madrid" in m["body"] for m in notices)
+    status, hop, run_id = case_row(site, ref)
+    assert (status, hop) == ("open", 4)
+    state, key = flow_run_state(site, run_id)
+    assert state == "Suspended" and key.startswith(f"{ref.lower()}-h4-")
+
+
+def test_decision_typed_in_the_prefect_ui_form_goes_through_the_engine(site: Site) -> None:
+    site.serve()
+    ref = site.register(intake())
+    wait_for(lambda: len(site.notices(ref)) == 1, timeout=60, what="hop 1 announced")
+    run_id = case_row(site, ref).flow_run_id
+    wait_for(
+        lambda: flow_run_state(site, run_id)[0] == "Suspended",
+        timeout=60,
+        what="the run to suspend",
+    )
+    # The route does not allow "executed" on the first hop: the engine refuses, nothing moves.
+    resume_with(site, run_id, {"hop": 1, "outcome": "executed"})
+    wait_for(
+        lambda: (
+            "refused" in site.log("serve.log") and flow_run_state(site, run_id)[0] == "Suspended"
+        ),
+        timeout=60,
+        what="the refused input to be reported",
+    )
+    assert case_row(site, ref).current_hop == 1
+    resume_with(site, run_id, {"hop": 1, "outcome": "forwarded", "note": "from the UI"})
+    wait_for(lambda: len(site.notices(ref)) == 2, timeout=60, what="hop 2 announced")
+    assert case_row(site, ref).current_hop == 2
+
+
+def _smtp(messages: list[str]) -> Any:
+    from aiosmtpd.controller import Controller
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            messages.append(envelope.content.decode("utf-8", errors="replace"))
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    return controller
+
+
+def test_escalation_reaches_a_real_smtp_server_through_apprise(site: Site) -> None:
+    messages: list[str] = []
+    smtp = _smtp(messages)
+    try:
+        config = site.root / "apprise.conf"
+        lines = (Path(__file__).parents[2] / "config" / "apprise.conf").read_text().splitlines()
+        lines = [x for x in lines if not x.startswith("sv-coordination=")]
+        lines.append(
+            f"sv-coordination=mailto://127.0.0.1:{smtp.port}"
+            "?from=rogatory@example.org&to=coordination@example.org"
+        )
+        config.write_text("\n".join(lines) + "\n")
+        site.env["ROGATORY_APPRISE_CONFIG"] = str(config)
+        site.serve()
+        # Registered (late) 40 days ago: its first hop is long overdue.
+        opened = (datetime.now(UTC) - timedelta(days=40)).isoformat()
+        path = site.root / "late.json"
+        path.write_text(json.dumps(intake()))
+        done = site.cli("request", "register", str(path), "--on", opened, "--json")
+        ref = json.loads(done.stdout)["reference"]
+        subprocess.run(
+            [str(BIN / "prefect"), "deployment", "run", "watch_clock/watch-clock"],
+            env=site.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        wait_for(
+            lambda: any("Escalation" in m for m in messages),
+            timeout=120,
+            what="the escalation mail",
+        )
+    finally:
+        smtp.stop()
+    mail = next(m for m in messages if "Escalation" in m)
+    assert f"Subject: Escalation: {ref} hop 1 is" in mail
+    assert "To: coordination@example.org" in mail
+    assert "Days late:" in mail and "Prescription slack:" in mail
+    assert PERSON not in mail and "Madrid" not in mail
+    overdue = [m for m in messages if f"Overdue: {ref}" in m]
+    assert len(overdue) == 1  # the 100% rung notifies the coordinator once
+
+
+def test_serving_process_killed_mid_case_restarts_and_finishes_without_duplicates(
+    site: Site,
+) -> None:
+    site.env["ROGATORY_STUCK_AFTER_S"] = "3"
+    server = site.serve()
+    ref = site.register(intake())
+    wait_for(lambda: len(site.notices(ref)) == 1, timeout=60, what="hop 1 announced")
+    site.cli("decide", ref, "--outcome", "forwarded", "--hop", "1")
+    # Kill the whole serving process group while hop 2's run is being resumed.
+    time.sleep(1.5)
+    stop(server, signal.SIGKILL)
+    site.serve()
+    time.sleep(4)  # longer than ROGATORY_STUCK_AFTER_S: a run left "running" counts as dead
+    site.cli("watch", "--reconcile")
+    wait_for(lambda: len(site.notices(ref)) >= 2, timeout=90, what="hop 2 announced after restart")
+    for hop in (2, 3, 4):
+        site.cli("decide", ref, "--outcome", "forwarded", "--hop", str(hop))
+        wait_for(
+            lambda n=hop: len(site.notices(ref)) >= n + 1,
+            timeout=90,
+            what=f"hop {hop + 1} announced",
+        )
+    site.cli("decide", ref, "--outcome", "executed", "--hop", "5")
+    run_id = case_row(site, ref).flow_run_id
+    wait_for(
+        lambda: flow_run_state(site, run_id)[0] == "Completed",
+        timeout=90,
+        what="the case's run to complete",
+    )
+    assert case_row(site, ref).status == "closed"
+    titles = Counter(m["title"] for m in site.notices(ref))
+    assert titles and max(titles.values()) == 1, titles
+    assert len(titles) == 5
+
+
+def test_two_watchers_at_once_deliver_each_rung_once(site: Site) -> None:
+    ledger = ledger_of(site)
+    ledger.dispose()  # creates the schema
+    opened = (datetime.now(UTC) - timedelta(days=60)).isoformat()
+    for i in range(30):
+        path = site.root / f"late-{i}.json"
+        path.write_text(json.dumps(intake()))
+        site.env.pop("PREFECT_API_URL", None)
+        site.cli("request", "register", str(path), "--on", opened, "--json")
+    watchers = [
+        subprocess.Popen(
+            [str(BIN / "rogatory"), "watch"],
+            env=site.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
+    for w in watchers:
+        assert w.wait(timeout=180) == 0, w.stdout.read() if w.stdout else ""
+    site.cli("watch")  # a third pass finds nothing new
+    ledger = ledger_of(site)
+    try:
+        with ledger.session() as session:
+            deliveries = session.scalar(select(func.count()).select_from(Delivery))
+            sent = session.scalar(
+                select(func.count()).select_from(Delivery).where(Delivery.status == "sent")
+            )
+    finally:
+        ledger.dispose()
+    lines = Counter((m["recipient"], m["title"]) for m in site.outbox)
+    assert deliveries and deliveries == sent
+    assert max(lines.values()) == 1, [k for k, v in lines.items() if v > 1][:3]
+    # Each overdue hop: reminder (holder), overdue (holder + coordinator), escalation
+    # (head + coordinator) with its repeats: every delivery reached each of its tags once.
+    assert sum(lines.values()) >= 30 * 5
