@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.calendar import Duration
+from models.config import PresetDeadline
 from models.errors import ConfigError, ConfigProblem
 from models.loader import (
     MAX_BYTES,
@@ -39,7 +40,16 @@ def at_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def presets():
+def presets() -> dict[str, PresetDeadline]:
+    """Fixed preset deadlines, so reports listing the known ones do not move with config/."""
+    return {
+        "eu-eio.execution": PresetDeadline(sla=Duration(90, "d"), source="art. 12(4)"),
+        "eu-eio.recognition": PresetDeadline(sla=Duration(30, "d"), source="art. 12(3)"),
+    }
+
+
+@pytest.fixture(scope="module")
+def shipped_presets() -> dict[str, PresetDeadline]:
     return load_presets(CONFIG)
 
 
@@ -273,10 +283,7 @@ EXPECTED: dict[str, list[str]] = {
     "unknown_preset": [
         (
             "sv.yaml:13:34: routes[0].steps[0].preset: unknown preset deadline "
-            "'eu-eio.recognise' (known: eu-eaw.decision-consent, "
-            "eu-eaw.decision-no-consent, eu-eaw.surrender, eu-eio.acknowledgement, "
-            "eu-eio.execution, eu-eio.recognition, eu-freezing.confiscation, "
-            "eu-freezing.urgent-freezing)"
+            "'eu-eio.recognise' (known: eu-eio.execution, eu-eio.recognition)"
         ),
     ],
     "unknown_timezone": [
@@ -543,16 +550,16 @@ def test_version_changes_when_a_used_preset_deadline_changes(tmp_path, presets):
 
 
 @pytest.mark.parametrize("path", country_files(CONFIG), ids=lambda p: p.name)
-def test_shipped_country_file_validates(path, presets):
-    routing = load_country(path, presets=presets)
+def test_shipped_country_file_validates(path, shipped_presets):
+    routing = load_country(path, presets=shipped_presets)
 
     assert routing.country.lower() == path.stem
     assert re.fullmatch(r"[0-9a-f]{16}", routing.version)
 
 
-def test_shipped_presets_validate(presets):
-    assert presets["eu-eio.recognition"].sla == Duration(30, "d")
-    assert presets["eu-freezing.urgent-freezing"].sla == Duration(48, "h")
+def test_shipped_presets_validate(shipped_presets):
+    assert shipped_presets["eu-eio.recognition"].sla == Duration(30, "d")
+    assert shipped_presets["eu-freezing.urgent-freezing"].sla == Duration(48, "h")
 
 
 def test_load_all_reports_the_problems_of_every_file_at_once(tmp_path):
