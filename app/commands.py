@@ -7,7 +7,6 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,7 +16,7 @@ import yaml
 from app.cli import actor, config_paths, day, emit, instant
 from models.clock import SystemClock
 from models.domain import DelayCause, Outcome, RefusalGround
-from models.errors import ConfigError, ConfigProblem, NotFound
+from models.errors import CalendarError, ConfigError, ConfigProblem, IntakeError, NotFound
 from models.loader import Routing, load_all, load_country, load_presets
 
 Sub = Any  # argparse's private _SubParsersAction
@@ -207,7 +206,10 @@ def calendar(args: argparse.Namespace) -> int:
         known = ", ".join(routing.config.authorities)
         raise NotFound(f"no authority {args.authority!r} (known: {known})")
     cal = routing.calendar(args.authority)
-    start = instant(args.start, tz=cal.timezone).astimezone(cal.tz)
+    try:
+        start = instant(args.start, tz=cal.timezone).astimezone(cal.tz)
+    except argparse.ArgumentTypeError as exc:
+        raise CalendarError(f"--from {exc}") from None
     due = cal.add(start, args.add)
     skipped = cal.skipped(start, due)
     lines = [
@@ -245,13 +247,22 @@ def _request(sub: Sub) -> None:
 
 
 def request_register(args: argparse.Namespace) -> int:
-    text = args.file.read_text(encoding="utf-8")
-    data = json.loads(text) if args.file.suffix == ".json" else yaml.safe_load(text)
+    try:
+        text = args.file.read_text(encoding="utf-8")
+        data = json.loads(text) if args.file.suffix == ".json" else yaml.safe_load(text)
+    except OSError as exc:
+        raise IntakeError([f"{args.file}: cannot be read ({exc.strerror})"]) from None
+    except (ValueError, yaml.YAMLError) as exc:  # JSON and UTF-8 errors are ValueErrors
+        raise IntakeError([f"{args.file}: not valid {_format(args.file)} ({exc})"]) from None
     result = _execute("register", args, data=data, on=args.on)
     from app.ops import start_flow
 
     start_flow(result.reference, quiet=args.json)
     return 0
+
+
+def _format(path: Path) -> str:
+    return "JSON" if path.suffix == ".json" else "YAML"
 
 
 def _decide(sub: Sub) -> None:
@@ -443,7 +454,7 @@ def _inbox(sub: Sub) -> None:
     p.set_defaults(handler=inbox)
 
 
-def _items_text(items: list[Any], now: datetime) -> str:
+def _items_text(items: list[Any], routing: Routing) -> str:
     if not items:
         return "nothing open."
     lines = [
@@ -461,9 +472,11 @@ def _items_text(items: list[Any], now: datetime) -> str:
             if on
         )
         slack = "-" if i.slack_days is None else str(i.slack_days)
+        # A deadline is the end of the holder's business day: show that day, not UTC's.
+        due = i.due_at.astimezone(routing.calendar(i.holder).tz)
         lines.append(
             f"{i.reference:<16} {i.hop:>3} {i.step:<22} {i.holder:<8} "
-            f"{i.due_at:%Y-%m-%d} {i.days_late:>4} {slack:>6}  {flags}"
+            f"{due:%Y-%m-%d} {i.days_late:>4} {slack:>6}  {flags}"
         )
     return "\n".join(lines)
 
@@ -479,7 +492,7 @@ def _query(args: argparse.Namespace, fn: Callable[..., list[Any]], **kwargs: Any
             items = fn(session=session, routing=routing, now=now, **kwargs)
     finally:
         ledger.dispose()
-    emit(args, [asdict(i) for i in items], _items_text(items, now))
+    emit(args, [asdict(i) for i in items], _items_text(items, routing))
     return 0
 
 
