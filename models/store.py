@@ -11,10 +11,11 @@ reach thousands of transitions per second while every event is still hash-chaine
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
+from operator import attrgetter, itemgetter
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Date, insert, select, update
@@ -60,9 +61,6 @@ class Hop:
     target: str | None = None
     ground: str | None = None
     cause: str | None = None
-
-    def row(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 _HOP_FIELDS = [f.name for f in fields(Hop)]
@@ -408,39 +406,19 @@ class CaseStore:
         if self.new_cases:
             rows = []
             for row, case in self.new_cases.values():
-                rows.append({**row, **{n: getattr(case, n) for n in _CASE_CHANGING}})
+                rows.append(_NEW_CASE_ROW({**row, **{n: getattr(case, n) for n in _CASE_CHANGING}}))
                 self.changed_cases.pop(case.id, None)
                 case.base_seq = case.last_seq
             bulk.run(connection, "insert_cases", rows)
         if self.new_hops:
-            bulk.run(connection, "insert_steps", [h.row() for h in self.new_hops.values()])
+            bulk.run(connection, "insert_steps", map(_HOP_ROW, self.new_hops.values()))
         if self.changed_hops:
-            bulk.run(
-                connection,
-                "update_steps",
-                [
-                    {
-                        **{n: getattr(h, n) for n in _HOP_CHANGING},
-                        "k_request": h.request_id,
-                        "k_hop": h.hop,
-                    }
-                    for h in self.changed_hops.values()
-                ],
-            )
+            bulk.run(connection, "update_steps", map(_HOP_UPDATE, self.changed_hops.values()))
         if self.events:
-            bulk.run(connection, "insert_events", self.events)
+            bulk.run(connection, "insert_events", map(_EVENT_ROW, self.events))
         if self.changed_cases:
             count = bulk.run(
-                connection,
-                "update_cases",
-                [
-                    {
-                        **{n: getattr(c, n) for n in _CASE_CHANGING},
-                        "k_id": c.id,
-                        "k_seq": c.base_seq,
-                    }
-                    for c in self.changed_cases.values()
-                ],
+                connection, "update_cases", map(_CASE_UPDATE, self.changed_cases.values())
             )
             if 0 <= count < len(self.changed_cases):
                 raise Conflict("a case was changed by another command meanwhile: read it, retry")
@@ -474,7 +452,9 @@ class _Bulk:
 
     The engine's hot path writes thousands of rows a second; SQLAlchemy's per-row type
     processing costs more than SQLite itself, so these few statements are compiled by hand
-    for the two supported drivers (sqlite3 and psycopg) from the table definitions.
+    for the two supported drivers (sqlite3 and psycopg) from the table definitions. Each
+    statement takes rows as tuples in its column order and converts only the columns whose
+    type needs it (instants, dates, JSON).
     """
 
     _cache: ClassVar[dict[str, _Bulk]] = {}
@@ -482,20 +462,12 @@ class _Bulk:
     def __init__(self, dialect: str, paramstyle: str) -> None:
         self.dialect = dialect
         self.mark = "?" if paramstyle == "qmark" else "%s"
-        self.statements: dict[str, tuple[str, list[tuple[str, Callable[[Any], Any]]]]] = {}
-        self._insert("insert_cases", Request.__table__, [c.name for c in Request.__table__.c])
+        self.statements: dict[str, tuple[str, list[tuple[int, Callable[[Any], Any]]]]] = {}
+        self._insert("insert_cases", Request.__table__, _REQUEST_COLUMNS)
         self._insert("insert_steps", Step.__table__, _HOP_FIELDS)
         self._insert("insert_events", Event.__table__, _EVENT_FIELDS)
-        self._update(
-            "update_steps",
-            Step.__table__,
-            _HOP_CHANGING,
-            ["request_id", "hop"],
-            ["k_request", "k_hop"],
-        )
-        self._update(
-            "update_cases", Request.__table__, _CASE_CHANGING, ["id", "last_seq"], ["k_id", "k_seq"]
-        )
+        self._update("update_steps", Step.__table__, _HOP_CHANGING, ["request_id", "hop"])
+        self._update("update_cases", Request.__table__, _CASE_CHANGING, ["id", "last_seq"])
 
     @classmethod
     def for_dialect(cls, dialect: str, paramstyle: str) -> _Bulk:
@@ -504,12 +476,17 @@ class _Bulk:
             bulk = cls._cache[dialect] = cls(dialect, paramstyle)
         return bulk
 
-    def _converter(self, column: Any) -> Callable[[Any], Any]:
+    def _converter(self, column: Any) -> Callable[[Any], Any] | None:
         kind = column.type
         sqlite = self.dialect == "sqlite"
         if isinstance(kind, UTCDateTime):
             if sqlite:
-                return lambda v: None if v is None else v.astimezone(UTC).strftime(_SQLITE_DT)
+                # The text SQLAlchemy's SQLite DateTime stores: "%Y-%m-%d %H:%M:%S.%f", in UTC.
+                return lambda v: (
+                    None
+                    if v is None
+                    else v.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+                )
             return lambda v: None if v is None else v.astimezone(UTC).replace(tzinfo=None)
         if isinstance(kind, JSON):
             if sqlite:
@@ -519,37 +496,38 @@ class _Bulk:
             return lambda v: None if v is None else Json(v)
         if isinstance(kind, Date) and sqlite:
             return lambda v: None if v is None else v.isoformat()
-        return _same
+        return None
+
+    def _conversions(self, table: Any, columns: list[str]) -> list[tuple[int, Any]]:
+        found = ((i, self._converter(table.c[c])) for i, c in enumerate(columns))
+        return [(i, f) for i, f in found if f is not None]
 
     def _insert(self, name: str, table: Any, columns: list[str]) -> None:
         sql = (
             f"INSERT INTO {table.name} ({', '.join(columns)}) "
             f"VALUES ({', '.join([self.mark] * len(columns))})"
         )
-        self.statements[name] = (sql, [(c, self._converter(table.c[c])) for c in columns])
+        self.statements[name] = (sql, self._conversions(table, columns))
 
-    def _update(
-        self, name: str, table: Any, columns: list[str], where: list[str], keys: list[str]
-    ) -> None:
+    def _update(self, name: str, table: Any, columns: list[str], where: list[str]) -> None:
         sets = ", ".join(f"{c} = {self.mark}" for c in columns)
         cond = " AND ".join(f"{c} = {self.mark}" for c in where)
-        convert = [(c, self._converter(table.c[c])) for c in columns]
-        convert += [(k, self._converter(table.c[c])) for k, c in zip(keys, where, strict=True)]
-        self.statements[name] = (f"UPDATE {table.name} SET {sets} WHERE {cond}", convert)
+        sql = f"UPDATE {table.name} SET {sets} WHERE {cond}"
+        self.statements[name] = (sql, self._conversions(table, [*columns, *where]))
 
-    def run(self, connection: Any, name: str, rows: list[dict[str, Any]]) -> int:
+    def run(self, connection: Any, name: str, rows: Iterable[tuple[Any, ...]]) -> int:
         """Execute statement `name` for every row; the number of rows the driver reports."""
-        sql, convert = self.statements[name]
-        params = [tuple(f(row[c]) for c, f in convert) for row in rows]
+        sql, conversions = self.statements[name]
+        params = []
+        for row in rows:
+            values = list(row)
+            for i, convert in conversions:
+                values[i] = convert(values[i])
+            params.append(tuple(values))
         result = connection.exec_driver_sql(sql, params)
         return int(result.rowcount)
 
 
-def _same(value: Any) -> Any:
-    return value
-
-
-_SQLITE_DT = "%Y-%m-%d %H:%M:%S.%f"
 _EVENT_FIELDS = [
     "request_id",
     "seq",
@@ -562,6 +540,13 @@ _EVENT_FIELDS = [
     "prev_hash",
     "hash",
 ]
+_REQUEST_COLUMNS = [c.name for c in Request.__table__.c]
+_NEW_CASE_ROW = itemgetter(*_REQUEST_COLUMNS)
+_HOP_ROW = attrgetter(*_HOP_FIELDS)
+# The update statements' parameters: the changing columns, then the keys of the WHERE clause.
+_HOP_UPDATE = attrgetter(*_HOP_CHANGING, "request_id", "hop")
+_CASE_UPDATE = attrgetter(*_CASE_CHANGING, "id", "base_seq")
+_EVENT_ROW = itemgetter(*_EVENT_FIELDS)
 
 
 def _prescription_event(payload: dict[str, Any]) -> PrescriptionEvent:
