@@ -168,19 +168,15 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 def serve_deployments(*, watch_every: timedelta, limit: int) -> None:
     from prefect import serve as prefect_serve
 
+    from flows.audit_report import audit_report
     from flows.route_request import route_request
     from flows.watch_clock import watch_clock
 
     deployments = [
         route_request.to_deployment(name="route-request"),
         watch_clock.to_deployment(name="watch-clock", interval=watch_every),
+        audit_report.to_deployment(name="audit-report", cron="0 6 * * 1"),
     ]
-    try:
-        from flows.audit_report import audit_report
-    except ImportError:
-        pass
-    else:
-        deployments.append(audit_report.to_deployment(name="audit-report", cron="0 6 * * 1"))
     prefect_serve(*deployments, limit=limit, pause_on_shutdown=False)
 
 

@@ -20,11 +20,11 @@ from tasks.sweep import sweep_clock
 
 @flow(name="watch_clock", log_prints=True)
 def watch_clock(
-    slack_thresholds: list[int] = list(DEFAULT_SLACK_THRESHOLDS),  # noqa: B006 (Prefect param)
+    slack_thresholds: tuple[int, ...] = DEFAULT_SLACK_THRESHOLDS,
     reconcile: bool = True,
 ) -> dict[str, Any]:
     """Sweep the clock once: record what is due, send it, and reconcile case flow runs."""
-    summary: dict[str, Any] = dict(sweep_clock(slack_thresholds))
+    summary: dict[str, Any] = dict(sweep_clock(list(slack_thresholds)))
     sent = send_deliveries(clock_from_env().now())
     summary.update(sent=sent.sent, send_failures=sent.failed)
     if reconcile:

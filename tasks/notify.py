@@ -26,6 +26,8 @@ from sqlalchemy import select, update
 from models.ledger import Delivery, Ledger
 from models.loader import Routing, config_root
 
+AUDITORS_TAG = "auditors"
+"""Who receives the audit report's summary (not tied to a country)."""
 STALE_CLAIM = timedelta(minutes=15)
 BACKOFF = (
     timedelta(minutes=1),
@@ -94,6 +96,7 @@ def contact_tags(routings: Iterable[Routing]) -> list[str]:
                     tags.add(tag)
         for authority in config.authorities.values():
             tags.update(authority.contacts.values())
+    tags.add(AUDITORS_TAG)
     return sorted(tags)
 
 

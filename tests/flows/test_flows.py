@@ -10,6 +10,7 @@ import pytest
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import select
 
+from flows.audit_report import audit_report
 from flows.route_request import route_request
 from flows.watch_clock import watch_clock
 from models import engine
@@ -92,3 +93,15 @@ def test_route_request_returns_at_once_for_a_closed_case(site: Ledger, routings:
         ).reference
         engine.withdraw(session=session, clock=clock, routings=routings, reference=ref)
     assert route_request(ref) == f"{ref} closed: withdrawn"
+
+
+def test_audit_report_writes_the_report_and_tells_the_auditors(
+    site: Ledger, routings: Routings, tmp_path: Path
+):
+    _register_overdue(site, routings, days_ago=21)
+    written = audit_report(out_dir=str(tmp_path / "reports"), formats=("html", "json"))
+    names = sorted(Path(f).name for f in written["files"])
+    assert names == ["report.html", "report.json"]
+    assert written["announced"] is True
+    summary = [m for m in read_outbox() if m["recipient"] == "auditors"]
+    assert len(summary) == 1 and written["folder"] in summary[0]["body"]
