@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import httpx
@@ -37,6 +38,12 @@ def discover_api_url() -> str | None:
         os.environ["PREFECT_API_URL"] = path.read_text().strip()
         return os.environ["PREFECT_API_URL"]
     return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def server_reachable(url: str | None, timeout: float = 2.0) -> bool:
