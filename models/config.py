@@ -133,6 +133,18 @@ class Matcher(Strict):
     counterpart: Annotated[list[str] | None, BeforeValidator(_as_list)] = None
     """ISO 3166 alpha-2 codes of the other state."""
 
+    def matches(self, request: dict[str, Any]) -> bool:
+        """Whether `request` fits: `mismatches` is empty, found without wording the misses."""
+        for name in ("kind", "legal_basis", "counterpart"):
+            allowed = getattr(self, name)
+            if allowed is not None and request.get(name) not in allowed:
+                return False
+        for name in ("direction", "coercive", "urgent"):
+            wanted = getattr(self, name)
+            if wanted is not None and request.get(name) != wanted:
+                return False
+        return True
+
     def mismatches(self, request: dict[str, Any]) -> list[str]:
         """The fields of `request` this matcher rejects (empty: it matches)."""
         out: list[str] = []

@@ -183,7 +183,7 @@ def rung_due(rung: dict[str, Any], occurrence: int, calendar: Calendar) -> int |
 
 def _applies(route: Route, index: int, fields: dict[str, Any]) -> bool:
     when = route.steps[index].when
-    return when is None or not when.mismatches(fields)
+    return when is None or when.matches(fields)
 
 
 def _next_index(route: Route, index: int, fields: dict[str, Any]) -> int | None:
@@ -405,17 +405,9 @@ def register(
         raise NoRouteMatches(f"route {route.id!r} has no step that applies to this request")
 
     recorded_at = clock.now()
-    store.pin(
-        routing.version,
-        {
-            "country": routing.country,
-            "file": routing.file,
-            "yaml_text": routing.text,
-            "presets": {k: v.model_dump(mode="json") for k, v in routing.presets.items()},
-            "first_seen_at": recorded_at,
-        },
-    )
+    _pin(store, routing, recorded_at)
     reference = f"{intake.country}-{at.year}-{store.next_number(intake.country, at.year):06d}"
+    submitted = intake.model_dump(mode="json")
     case = store.add_case(
         {
             "reference": reference,
@@ -436,7 +428,7 @@ def register(
             "prescription_date": None,
             "prescription_running": False,
         },
-        intake.model_dump(mode="json"),
+        submitted,
     )
     prescription = _set_prescription(
         case, compute_prescription(store, case, routing, as_of=at.date())
@@ -447,7 +439,7 @@ def register(
         actor=actor,
         payload={
             "command": digest,
-            "intake": intake.model_dump(mode="json"),
+            "intake": submitted,
             "route": route.id,
             "routing_version": routing.version,
             "prescription": prescription,
@@ -477,12 +469,29 @@ def register(
     )
 
 
+def _pin(store: CaseStore, routing: Routing, at: datetime) -> None:
+    """Keep the routing's text in the ledger, once per version."""
+    if routing.version in store.pinned:
+        return
+    store.pin(
+        routing.version,
+        {
+            "country": routing.country,
+            "file": routing.file,
+            "yaml_text": routing.text,
+            "presets": {k: v.model_dump(mode="json") for k, v in routing.presets.items()},
+            "first_seen_at": at,
+        },
+    )
+
+
 def _match_route(routing: Routing, fields: dict[str, Any]) -> Route:
+    for route in routing.config.routes:
+        if route.when.matches(fields):
+            return route
     near: list[str] = []
     for route in routing.config.routes:
         misses = route.when.mismatches(fields)
-        if not misses:
-            return route
         if len(misses) <= 2:
             near.append(f"{route.id}: {'; '.join(misses)}")
     detail = ("; nearly matched:\n  " + "\n  ".join(near)) if near else ""
@@ -1032,16 +1041,7 @@ def migrate(
     if step is not None and new_index is not None:
         step.step_index = new_index
         store.touch(step)
-    store.pin(
-        target.version,
-        {
-            "country": target.country,
-            "file": target.file,
-            "yaml_text": target.text,
-            "presets": {k: v.model_dump(mode="json") for k, v in target.presets.items()},
-            "first_seen_at": now,
-        },
-    )
+    _pin(store, target, now)
     old = case.routing_version
     case.routing_version = target.version
     _set_prescription(case, compute_prescription(store, case, target, as_of=now.date()))

@@ -281,10 +281,14 @@ class Ledger:
 # -- the hash chain ------------------------------------------------------------------------------
 
 
+# One encoder for every event: json.dumps with these options would build a new one per call.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+)
+
+
 def canonical(payload: dict[str, Any]) -> str:
-    return json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    )
+    return _CANONICAL.encode(payload)
 
 
 def event_hash(
