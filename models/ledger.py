@@ -303,16 +303,14 @@ def event_hash(
     recorded_at: datetime,
 ) -> str:
     """The hash of one event, covering the hash of the event before it."""
+    occurred = occurred_at.astimezone(UTC).isoformat(timespec="microseconds")
+    # Most events are recorded as they happen: the same instant needs formatting once.
+    recorded = (
+        occurred
+        if recorded_at == occurred_at
+        else recorded_at.astimezone(UTC).isoformat(timespec="microseconds")
+    )
     material = "\x1f".join(
-        [
-            prev_hash,
-            reference,
-            str(seq),
-            kind,
-            actor,
-            payload,
-            occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
-            recorded_at.astimezone(UTC).isoformat(timespec="microseconds"),
-        ]
+        [prev_hash, reference, str(seq), kind, actor, payload, occurred, recorded]
     )
     return hashlib.sha256(material.encode()).hexdigest()

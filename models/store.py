@@ -481,12 +481,7 @@ class _Bulk:
         sqlite = self.dialect == "sqlite"
         if isinstance(kind, UTCDateTime):
             if sqlite:
-                # The text SQLAlchemy's SQLite DateTime stores: "%Y-%m-%d %H:%M:%S.%f", in UTC.
-                return lambda v: (
-                    None
-                    if v is None
-                    else v.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-                )
+                return _sqlite_instant
             return lambda v: None if v is None else v.astimezone(UTC).replace(tzinfo=None)
         if isinstance(kind, JSON):
             if sqlite:
@@ -526,6 +521,27 @@ class _Bulk:
             params.append(tuple(values))
         result = connection.exec_driver_sql(sql, params)
         return int(result.rowcount)
+
+
+_INSTANTS: dict[datetime, str] = {}
+
+
+def _sqlite_instant(value: datetime | None) -> str | None:
+    """The text SQLAlchemy's SQLite DateTime stores: "%Y-%m-%d %H:%M:%S.%f", in UTC.
+
+    A command stamps its events, the hop it closes and the hop it opens with the same instant,
+    so each instant is formatted once and then looked up (equal instants in any zone give one
+    text, since the text is in UTC).
+    """
+    if value is None:
+        return None
+    text = _INSTANTS.get(value)
+    if text is None:
+        if len(_INSTANTS) >= 65_536:
+            _INSTANTS.clear()
+        text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        _INSTANTS[value] = text
+    return text
 
 
 _EVENT_FIELDS = [
