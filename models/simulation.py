@@ -1022,10 +1022,10 @@ class _Simulator:
             "urgent": urgent == "True",
             "counterpart": counterpart,
         }
-        route = next((r for r in routing.config.routes if not r.when.mismatches(fields)), None)
+        route = next((r for r in routing.config.routes if r.when.matches(fields)), None)
         plan = None
         if route is not None:
-            applies = tuple(s.when is None or not s.when.mismatches(fields) for s in route.steps)
+            applies = tuple(s.when is None or s.when.matches(fields) for s in route.steps)
             shape = (routing.version, route.id, applies)
             if shape not in self._shapes:
                 self._shapes[shape] = _route_plan(routing, route, applies)
