@@ -124,10 +124,7 @@ class Calendar:
         # rank[i]: business days among days 0..i; bdays[k]: index of the (k+1)-th business day.
         self._rank: npt.NDArray[np.int64] = np.cumsum(open_, dtype=np.int64)
         self._bdays: npt.NDArray[np.int64] = np.flatnonzero(open_).astype(np.int64)
-        midnights = np.empty(n + 1, dtype=np.int64)
-        for i in range(n + 1):
-            local = datetime.combine(date.fromordinal(self._base + i), time(), self.tz)
-            midnights[i] = int(local.timestamp())
+        midnights = _local_midnights(timezone, self._base, n + 1)
         self._midnight: npt.NDArray[np.int64] = midnights
         # End of day i is the last second before the next local midnight.
         self._eod: npt.NDArray[np.int64] = midnights[1:] - 1
@@ -272,12 +269,31 @@ def build_calendar(
     closures: tuple[tuple[date, str], ...],
 ) -> Calendar:
     """A cached calendar; the loader turns CalendarSpec into these plain, hashable arguments."""
+    names = _holiday_names(holiday_country, holiday_subdiv) if holiday_country else {}
+    return Calendar(timezone=timezone, weekend=weekend, holidays=names, closures=dict(closures))
+
+
+# An authority's calendar often differs from its country's only by closures: the holiday table
+# and the local midnights, the slow parts of building a calendar, are computed once and shared.
+
+
+@lru_cache(maxsize=64)
+def _holiday_names(country: str, subdiv: str | None) -> dict[date, str]:
     import holidays as holidays_pkg
 
-    names: dict[date, str] = {}
-    if holiday_country is not None:
-        table = holidays_pkg.country_holidays(
-            holiday_country, subdiv=holiday_subdiv, years=range(FIRST_YEAR, LAST_YEAR + 1)
-        )
-        names = {day: str(name) for day, name in table.items()}
-    return Calendar(timezone=timezone, weekend=weekend, holidays=names, closures=dict(closures))
+    table = holidays_pkg.country_holidays(
+        country, subdiv=subdiv, years=range(FIRST_YEAR, LAST_YEAR + 1)
+    )
+    return {day: str(name) for day, name in table.items()}
+
+
+@lru_cache(maxsize=64)
+def _local_midnights(timezone: str, first_ordinal: int, days: int) -> npt.NDArray[np.int64]:
+    """UTC epoch seconds of local midnight on `days` days from `first_ordinal` (read-only)."""
+    tz = ZoneInfo(timezone)
+    midnights = np.empty(days, dtype=np.int64)
+    for i in range(days):
+        local = datetime.combine(date.fromordinal(first_ordinal + i), time(), tz)
+        midnights[i] = int(local.timestamp())
+    midnights.flags.writeable = False
+    return midnights
