@@ -39,8 +39,11 @@ def register(sub: Sub) -> None:
     p.set_defaults(handler=demo)
 
 
+_T0 = time.monotonic()
+
+
 def _step(n: int, text: str) -> None:
-    print(f"\n[{n}/5] {text}", flush=True)
+    print(f"\n[{n}/5] {text}   (t+{time.monotonic() - _T0:.0f} s)", flush=True)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -116,7 +119,9 @@ def _simulate(routings: Any, *, per_year: int, seed: int) -> Any:
             TimeElapsedColumn(),
         ) as bar:
             task = bar.add_task("simulate", total=1.0)
+            today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
             summary = simulate(
+                start=today.replace(year=today.year - 1),
                 ledger=ledger,
                 routings=routings,
                 years=1,
@@ -230,8 +235,9 @@ def _live(routings: Any, *, seconds: float, root: Path) -> None:
             print(f"  registered {result.reference} and started its flow run", flush=True)
         deadline = time.monotonic() + seconds
         decided = 0
+        watcher: Any = None
         while time.monotonic() < deadline:
-            time.sleep(6)
+            time.sleep(5)
             # The first two cases move on; the third is left to run late and escalate.
             for ref in refs[:2]:
                 view = read_case_view(ledger, ref)
@@ -250,12 +256,14 @@ def _live(routings: Any, *, seconds: float, root: Path) -> None:
                 decided += 1
                 if view.flow_run_id:
                     wake_case_flow(view.flow_run_id, read_case_view(ledger, ref))
-            run_deployment(
-                "watch_clock/watch-clock",
-                parameters={"reconcile": False},
-                timeout=0,
-                as_subflow=False,
-            )
+            # One clock sweep at a time; the first also works off the simulated backlog.
+            if watcher is None or _finished(watcher.id):
+                watcher = run_deployment(
+                    "watch_clock/watch-clock",
+                    parameters={"reconcile": False},
+                    timeout=0,
+                    as_subflow=False,
+                )
             counts = Counter(m["title"].split(":")[0] for m in _outbox(root))
             print(
                 f"  {clock.now():%Y-%m-%d} (demo time)  outbox: "
@@ -264,6 +272,14 @@ def _live(routings: Any, *, seconds: float, root: Path) -> None:
             )
     finally:
         ledger.dispose()
+
+
+def _finished(run_id: Any) -> bool:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+    return state is None or state.is_final()
 
 
 def _outbox(root: Path) -> list[dict[str, Any]]:
@@ -298,11 +314,15 @@ def _finale(folder: Path, root: Path, started: float) -> None:
     print("  headlines:")
     for line in data["headlines"][:5]:
         print(f"    - {line}")
-    print("  where delays build up (delay attribution):")
-    for row in data["tables"]["delay_attribution"][:3]:
-        print(f"    {row}")
-    print("  cases most at risk of prescription:")
-    for row in data["tables"]["risk_register"][:5]:
-        print(f"    {row}")
+    print("  where delays build up (share of business days late, closed cases):")
+    for row in [r for r in data["tables"]["delay_attribution"] if r["scope"] == "all"][:5]:
+        print(f"    {row['share']:>6.1%}  {row['country']}  {row['authority_name']}")
+    print("  open cases most at risk of prescription (not yet prescribed):")
+    risky = [r for r in data["tables"]["risk_register"] if (r["days_to_prescription"] or 0) >= 0]
+    for row in risky[:5]:
+        print(
+            f"    {row['reference']:<16} risk {row['risk']:>4.0%}  prescribes "
+            f"{row['prescription_date']}  P90 finish {row['p90_completion']}  at {row['step']}"
+        )
     print(f"  outbox: {len(_outbox(root))} messages in {root / 'outbox' / 'outbox.jsonl'}")
     print(f"  finished in {time.monotonic() - started:.0f} s")
