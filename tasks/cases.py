@@ -17,7 +17,6 @@ from models.clock import clock_from_env
 from models.engine import Routings, decide
 from models.errors import CommandRejected
 from models.ledger import Ledger, Request, Step
-from models.loader import load_all
 from models.sweep import hop_opened_notice, record_notices
 from tasks.notify import send_pending
 
@@ -73,7 +72,7 @@ def read_case(reference: str) -> CaseView:
 
 def announce_hop_now(ledger: Ledger, reference: str, *, now: datetime) -> int:
     """Record the holder's "new hop" notice for the open hop (once) and send it. Returns sent."""
-    routings = Routings(load_all())
+    routings = Routings({})  # the case runs on its pinned routing, read from the ledger
     with ledger.transaction() as session:
         row = session.execute(
             select(
@@ -131,7 +130,7 @@ def apply_decision(reference: str, decision: dict[str, Any], key: str) -> str:
             decide(
                 session=session,
                 clock=clock_from_env(),
-                routings=Routings(load_all()),
+                routings=Routings({}),
                 reference=reference,
                 outcome=decision["outcome"],
                 hop=decision["hop"],
