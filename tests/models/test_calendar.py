@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from models.calendar import Calendar, SkippedDay, build_calendar
+from models.calendar import Calendar, Duration, SkippedDay, build_calendar
 from models.calendar_reference import reference_add, reference_business_days_between
 from models.config import WEEKDAYS, CalendarSpec
 from models.errors import CalendarError
@@ -462,15 +462,17 @@ def instant(raw: tuple[int, int, int], timezone: str) -> datetime:
 @pytest.mark.parametrize("case", CASES)
 @settings(max_examples=200, deadline=None)
 @given(raws=st.lists(raw_instants, min_size=1, max_size=3), duration=durations)
-def test_add_and_add_many_equal_the_day_by_day_reference(case: Case, raws, duration):
+def test_add_add_ts_and_add_many_equal_the_day_by_day_reference(case: Case, raws, duration):
     starts = [instant(raw, case.timezone) for raw in raws]
     want = [case.reference_add(start, duration) for start in starts]
 
     scalar = [case.calendar.add(start, duration) for start in starts]
     epoch = np.array([int(s.timestamp()) for s in starts], dtype=np.int64)
     many = case.calendar.add_many(epoch, duration)
+    on_epochs = [case.calendar.add_ts(s.timestamp(), Duration.parse(duration)) for s in starts]
 
     assert [d.timestamp() for d in scalar] == [w.timestamp() for w in want]
+    assert on_epochs == [int(w.timestamp()) for w in want]
     assert [d.utcoffset() for d in scalar] == [w.utcoffset() for w in want]
     assert many.dtype == np.int64
     assert many.tolist() == [int(w.timestamp()) for w in want]
