@@ -77,6 +77,8 @@ EU_MEMBERS = frozenset(
 """States between which EU instruments (EIO, EAW, Regulation 2018/1805) replace MLA."""
 
 _SIMULATOR = "simulator"
+_REPORT_EVERY = 1000
+"""Commands between two calls of the progress callback."""
 _MAX_HOPS = 40
 """A case that has needed this many hops takes no more detours: it only moves forward."""
 
@@ -417,7 +419,7 @@ def simulate(
     start: datetime = DEFAULT_START,
     mix: Mix | None = None,
     calibration: Calibration | None = None,
-    commit_every: int = 5000,
+    commit_every: int = 20_000,
     progress: Progress | None = None,
 ) -> SimulationSummary:
     """Run `years` x `per_year` synthetic requests through the engine into `ledger`.
@@ -552,6 +554,8 @@ class _Simulator:
             _ORDER: self._order,
         }
         clock = self.clock
+        summary = self.summary
+        committed = reported = 0
         with ledger.session() as session:
             self.store = CaseStore.of(session)
             while queue and queue[0][0] < end:
@@ -561,17 +565,20 @@ class _Simulator:
                         at, _, action, case, arg = heapq.heappop(queue)
                         clock.at = datetime.fromtimestamp(at, UTC)
                         done += handlers[action](session, case, arg)
+                        if progress is not None and done - reported >= _REPORT_EVERY:
+                            reported = done
+                            summary.transitions = committed + done
+                            summary.elapsed_s = time.perf_counter() - began
+                            progress(min(1.0, (at - start) / span), summary)
                 session.commit()
-                self.summary.transitions += done
-                self.summary.elapsed_s = time.perf_counter() - began
-                if progress is not None:
-                    now = queue[0][0] if queue else end
-                    progress(min(1.0, (min(now, end) - start) / span), self.summary)
+                committed += done
+                summary.transitions = committed
+                reported = 0
             self._tally_open(session, end)
-        self.summary.elapsed_s = time.perf_counter() - began
+        summary.elapsed_s = time.perf_counter() - began
         if progress is not None:
-            progress(1.0, self.summary)
-        return self.summary
+            progress(1.0, summary)
+        return summary
 
     def _push(self, at: int, action: int, case: Any, arg: Any = None) -> None:
         self.order += 1
@@ -689,6 +696,9 @@ class _Simulator:
             "facts_summary": "Synthetic facts: no real person or case.",
             "assistance_sought": _ASSISTANCE[kind],
             "purpose": "Demonstrate and benchmark the routing engine",
+            # Given, not defaulted: pydantic copies a mutable default on every validation.
+            "languages": ["en"],
+            "persons": [],
         }
         if draw.random() < mix.hidden:
             data["discovery_date"] = (
