@@ -80,27 +80,18 @@ def simulate(args: argparse.Namespace) -> int:
         TextColumn,
         TimeElapsedColumn,
     )
-    from sqlalchemy import func, select
 
     from models.engine import Routings
-    from models.ledger import Ledger, Request
+    from models.ledger import Ledger
     from models.loader import load_all
-    from models.simulation import describe
+    from models.simulation import describe, refuse_filled_ledger
     from models.simulation import simulate as run
 
     console = Console(stderr=True)
     ledger = Ledger(args.database)
     try:
-        with ledger.session() as session:
-            existing = session.scalar(select(func.count()).select_from(Request)) or 0
-        if existing and not args.append:
-            console.print(
-                f"error: the ledger at {ledger.engine.url} already holds {existing:,} cases; "
-                "simulate into an empty one (--database sqlite:///var/simulation.db) "
-                "or pass --append",
-                highlight=False,
-            )
-            return 1
+        if not args.append:
+            refuse_filled_ledger(ledger)
         routings = Routings(load_all())
         start = datetime.combine(args.start, datetime.min.time(), UTC)
         days = args.years * 365

@@ -404,8 +404,49 @@ class SimulationSummary:
         days = self.executed_days.get(f"{country}-{direction}")
         return median(days) if days else None
 
+    def as_json(self) -> dict[str, Any]:
+        """The counts and the figures to check against the seed, without per-case detail."""
+        return {
+            "seed": self.seed,
+            "years": self.years,
+            "per_year": self.per_year,
+            "countries": self.countries,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "cases": self.cases,
+            "transitions": self.transitions,
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "execution_rate": {d: self.execution_rate(d) for d in ("incoming", "outgoing")},
+            "median_executed_days": {
+                key: median(days) for key, days in sorted(self.executed_days.items())
+            },
+            "returns": self.returns,
+            "postponements": self.postponements,
+            "clock_stops": self.clock_stops,
+            "reassignments": self.reassignments,
+            "prescription_records": self.prescription_records,
+            "prohibited_refusals": self.prohibited_refusals,
+            "open_cases": self.open_cases,
+            "with_requester": self.with_requester,
+            "late_open_hops": self.late_open_hops,
+            "due_rung_hops": self.due_rung_hops,
+            "elapsed_s": self.elapsed_s,
+            "transitions_per_s": self.transitions_per_s,
+        }
+
 
 Progress = Callable[[float, SimulationSummary], None]
+
+
+def refuse_filled_ledger(ledger: Ledger) -> None:
+    """Synthetic cases must not mix with real ones: refuse a ledger that already holds cases."""
+    with ledger.session() as session:
+        existing = session.scalar(select(func.count()).select_from(Request)) or 0
+    if existing:
+        raise CommandRejected(
+            f"the ledger at {ledger.engine.url} already holds {existing:,} cases: simulate "
+            "into an empty one (e.g. --database sqlite:///var/simulation.db) or append on purpose"
+        )
 
 
 def simulate(

@@ -12,11 +12,13 @@ from sqlalchemy import select
 
 from flows.audit_report import audit_report
 from flows.route_request import route_request
+from flows.simulate import simulate
 from flows.watch_clock import watch_clock
 from models import engine
 from models.clock import FixedClock
 from models.engine import Routings
-from models.ledger import Delivery, Ledger
+from models.errors import CommandRejected
+from models.ledger import Delivery, Ledger, Request
 from tasks.notify import read_outbox
 from tests.models.test_engine import intake
 
@@ -105,3 +107,14 @@ def test_audit_report_writes_the_report_and_tells_the_auditors(
     assert written["announced"] is True
     summary = [m for m in read_outbox() if m["recipient"] == "auditors"]
     assert len(summary) == 1 and written["folder"] in summary[0]["body"]
+
+
+def test_simulate_flow_fills_the_configured_ledger_and_refuses_to_mix(site: Ledger):
+    summary = simulate(years=1, per_year=40, seed=3, countries=["SV", "US"])
+    assert summary["cases"] == 40 and summary["transitions"] >= 40
+    assert set(summary["execution_rate"]) == {"incoming", "outgoing"}
+    with site.session() as session:
+        assert set(session.scalars(select(Request.country))) == {"SV", "US"}
+    with pytest.raises(CommandRejected, match="already holds 40 cases"):
+        simulate(years=1, per_year=40, seed=3)
+    assert simulate(years=1, per_year=10, seed=4, append=True)["cases"] == 10
