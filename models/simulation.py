@@ -293,12 +293,15 @@ class _StepPlan:
     """Forward decisions that lead to another step (forwarded, or executed to a later step)."""
     finish: bool
     """`executed` ends the case here."""
+    close: bool
+    """`forwarded` ends the case here (a last reply after execution, say)."""
     partial: bool
+    """`partially_executed` leads where `executed` does."""
     refuse: bool
     returns: bool
     postpone: bool
     fallback: Outcome | None
-    """For a step that can neither advance nor finish: what ends the case there."""
+    """For a step that can neither advance, finish nor close: what ends the case there."""
     alternates: tuple[str, ...]
     """Other authorities of the holder's kind, where a misdirected request may have to go."""
 
@@ -320,9 +323,9 @@ class _Case:
         "after_stop",
         "country",
         "direction",
+        "executed",
         "fate",
         "finalised",
-        "foreign_open",
         "hops",
         "kind",
         "plan",
@@ -353,7 +356,7 @@ class _Case:
         self.reassigned = False
         self.sent_abroad = False
         self.finalised = False
-        self.foreign_open = False
+        self.executed = False
         self.resume_at = 0
         self.after_stop: tuple[int, int] = (_DECIDE, 0)
 
@@ -877,13 +880,18 @@ class _Simulator:
             choices = step.advance
             outcome = choices[0] if len(choices) == 1 else choices[rng.randrange(len(choices))]
         elif step.finish:
-            partial = step.partial and rng.random() < cal.partial
-            outcome = Outcome.PARTIALLY_EXECUTED if partial else Outcome.EXECUTED
+            outcome = Outcome.EXECUTED
+        elif step.close:
+            outcome = Outcome.FORWARDED
         else:
             assert step.fallback is not None
             outcome = step.fallback
             if outcome is Outcome.REFUSED:
                 ground = self._ground(case, stored)
+        if outcome is Outcome.EXECUTED:
+            case.executed = True
+            if step.partial and rng.random() < cal.partial:
+                outcome = Outcome.PARTIALLY_EXECUTED
         engine.decide(
             session=session,
             clock=self.clock,
@@ -933,7 +941,10 @@ class _Simulator:
         summary.outcomes[outcome] = summary.outcomes.get(outcome, 0) + 1
         direction = case.direction
         summary.closed_by_direction[direction] = summary.closed_by_direction.get(direction, 0) + 1
-        if outcome in ("executed", "partially_executed"):
+        # Executed: an executed (or partly executed) decision, and no refusal or withdrawal after
+        # it. Most routes end on the execution itself; some close on a later hop, such as a
+        # reply forwarded to the requesting state (sv.yaml), and the case's outcome says so.
+        if case.executed and outcome not in ("refused", "withdrawn"):
             summary.executed_by_direction[direction] = (
                 summary.executed_by_direction.get(direction, 0) + 1
             )
@@ -1109,9 +1120,10 @@ def _route_plan(routing: Routing, route: Route, applies: tuple[bool, ...]) -> _R
         targets = {o: resolve(i, t) for o, t in decisions.items()}
         advance = tuple(o for o in _ADVANCING if targets.get(o, _END) >= 0)
         finish = targets.get(Outcome.EXECUTED) == _END
+        close = targets.get(Outcome.FORWARDED) == _END
         refuse = Outcome.REFUSED in targets
         fallback = None
-        if not advance and not finish:
+        if not advance and not finish and not close:
             fallback = Outcome.REFUSED if refuse else next(iter(decisions))
         kind = authorities[step.holder].kind
         sla: Duration = routing.sla(route, i)
@@ -1122,7 +1134,9 @@ def _route_plan(routing: Routing, route: Route, applies: tuple[bool, ...]) -> _R
                 sla_days=sla.amount * _UNIT_DAYS[sla.unit],
                 advance=advance,
                 finish=finish,
-                partial=targets.get(Outcome.PARTIALLY_EXECUTED) == _END,
+                close=close,
+                partial=Outcome.EXECUTED in targets
+                and targets.get(Outcome.PARTIALLY_EXECUTED) == targets[Outcome.EXECUTED],
                 refuse=refuse,
                 returns=Outcome.RETURNED in targets,
                 postpone=Outcome.POSTPONED in targets,
