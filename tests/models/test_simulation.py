@@ -14,9 +14,10 @@ from sqlalchemy import func, select
 
 from models.engine import Routings
 from models.errors import CommandRejected
-from models.ledger import Event, Ledger, Request, Step
+from models.ledger import Delivery, Event, Ledger, Request, Step
 from models.queries import verify_chain
 from models.simulation import EU_MEMBERS, Calibration, SimulationSummary, describe, simulate
+from models.sweep import sweep_rungs
 
 START = datetime(2016, 1, 1, tzinfo=UTC)
 
@@ -237,3 +238,15 @@ def test_the_summary_reads_as_the_seed_figures(caseload):
     assert "(seed 55/61)" in text and "(seed 48/66)" in text
     assert "RU incoming executed after a median" in text
     assert summary.transitions_per_s > 0
+
+
+def test_a_clock_sweep_at_the_end_finds_every_late_hop_the_run_left(sqlite_ledger, routings):
+    ledger = sqlite_ledger("sweep")
+    summary = run(ledger, routings, years=1, per_year=300)
+    with ledger.transaction() as session:
+        swept = sweep_rungs(session=session, routings=routings, now=summary.end)
+    assert swept.due_hops == summary.due_rung_hops > 0
+    assert swept.created >= swept.due_hops  # a late hop owes its reminder, overdue, escalation
+    with ledger.session() as session:
+        kinds = Counter(session.scalars(select(Delivery.kind)).all())
+    assert kinds["reminder"] > 0 and kinds["overdue"] > 0 and kinds["escalation"] > 0
