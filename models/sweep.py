@@ -9,17 +9,21 @@ keys and the database keeps one. Sending is a separate, retried stage (tasks/not
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, cast
+from functools import lru_cache
+from typing import Any, NamedTuple, cast
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Table, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, select, type_coerce
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
+from models.calendar import Calendar, Duration
 from models.domain import Role
-from models.engine import Routings, next_rung_at, rung_due
+from models.engine import Routings, rung_due
 from models.ledger import Delivery, Request, Step
 from models.loader import Routing
 
@@ -47,25 +51,139 @@ class SweepResult:
     already_recorded: int
 
 
+# The sweep reads and writes thousands of rows at a time. SQLAlchemy's per-value type
+# processing would cost more than the database work, so rows are read raw (`_raw`) and decoded
+# here, and written with driver-level executemany, values converted once.
+_DELIVERY_COLUMNS = [c.name for c in Delivery.__table__.columns if c.name != "id"]
+_DELIVERY_INSTANTS = {"due_at", "next_attempt_at", "created_at", "sent_at"}
+
+
 def _insert_ignoring_duplicates(connection: Connection, rows: list[dict[str, Any]]) -> int:
     """Insert deliveries; rows whose key exists are skipped. Returns how many were new."""
     if not rows:
         return 0
-    table = Delivery.__table__
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=["key"])
-    before = _count_keys(connection, [r["key"] for r in rows])
-    connection.execute(statement, rows)
-    return len(rows) - before
+    bind = _Binder.of(connection)
+    marks = ", ".join([bind.mark] * len(_DELIVERY_COLUMNS))
+    sql = (
+        f"INSERT INTO deliveries ({', '.join(_DELIVERY_COLUMNS)}) VALUES ({marks}) "
+        "ON CONFLICT (key) DO NOTHING"
+    )
+    # Rows share instants (the sweep's `now`) and tag lists: convert each distinct one once.
+    instants: dict[datetime | None, Any] = {}
+    tags: dict[tuple[str, ...], Any] = {}
+
+    def instant(value: datetime | None) -> Any:
+        if value not in instants:
+            instants[value] = bind.instant(value)
+        return instants[value]
+
+    def tag_list(value: list[str]) -> Any:
+        key = tuple(value)
+        if key not in tags:
+            tags[key] = bind.json(value)
+        return tags[key]
+
+    params = [
+        tuple(
+            instant(row[c])
+            if c in _DELIVERY_INSTANTS
+            else tag_list(row[c])
+            if c == "tags"
+            else row[c]
+            for c in _DELIVERY_COLUMNS
+        )
+        for row in rows
+    ]
+    # Both drivers report the rows actually inserted; a skipped duplicate counts none.
+    return int(connection.exec_driver_sql(sql, params).rowcount)
 
 
-def _count_keys(connection: Connection, keys: list[str]) -> int:
-    table = Delivery.__table__
-    found = 0
-    for i in range(0, len(keys), 500):
-        chunk = keys[i : i + 500]
-        found += len(connection.execute(select(table.c.key).where(table.c.key.in_(chunk))).all())
-    return found
+@dataclass(frozen=True)
+class _Binder:
+    """How one driver wants instants, JSON and placeholders (sqlite3: text; psycopg: objects)."""
+
+    mark: str
+    sqlite: bool
+
+    @classmethod
+    def of(cls, connection: Connection) -> _Binder:
+        sqlite = connection.dialect.name == "sqlite"
+        return cls("?" if connection.dialect.paramstyle == "qmark" else "%s", sqlite)
+
+    def instant(self, value: datetime | None) -> Any:
+        if value is None:
+            return None
+        utc = value.astimezone(UTC).replace(tzinfo=None)
+        # The text SQLAlchemy stores in SQLite, so compare-and-set matches what it wrote.
+        return utc.isoformat(" ", "microseconds") if self.sqlite else utc
+
+    def json(self, value: Any) -> Any:
+        if self.sqlite:
+            return json.dumps(value)
+        from psycopg.types.json import Json
+
+        return Json(value)
+
+
+def _raw(column: Any) -> Any:
+    """A column read as the driver returns it, without SQLAlchemy's result processing."""
+    return type_coerce(column, NullType()).label(column.key)
+
+
+def _instant(value: Any) -> datetime:
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return cast(datetime, value).replace(tzinfo=UTC)
+
+
+def _day(value: Any) -> date | None:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _rungs(value: Any) -> list[dict[str, Any]]:
+    """The hop's ladder as a fresh list of dicts this sweep may change."""
+    if isinstance(value, str):
+        return cast(list[dict[str, Any]], json.loads(value))
+    return [dict(r) for r in value]
+
+
+class _DueHop(NamedTuple):
+    """A hop with a rung due, as the sweep's query found it."""
+
+    id: int
+    request_id: int
+    hop: int
+    route_step: str
+    holder: str
+    due_at: datetime
+    opened_at: datetime
+    reference: str
+    prescription_date: date | None
+
+
+class _Holders:
+    """What every notice to one holder under one routing shares, worked out once per sweep."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], tuple[Calendar, str]] = {}
+        self._tags: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
+
+    def calendar_and_name(self, routing: Routing, holder: str) -> tuple[Calendar, str]:
+        key = (routing.version, holder)
+        found = self._seen.get(key)
+        if found is None:
+            found = self._seen[key] = (
+                routing.calendar(holder),
+                routing.config.authorities[holder].name,
+            )
+        return found
+
+    def tags(self, routing: Routing, roles: Sequence[str], holder: str) -> list[str]:
+        key = (routing.version, holder, tuple(roles))
+        found = self._tags.get(key)
+        if found is None:
+            found = self._tags[key] = _tags(routing, roles, holder)
+        return list(found)
 
 
 def sweep_rungs(
@@ -80,13 +198,13 @@ def sweep_rungs(
             Step.hop,
             Step.route_step,
             Step.holder,
-            Step.rungs,
-            Step.due_at,
-            Step.opened_at,
-            Step.next_rung_at,
+            _raw(Step.rungs),
+            _raw(Step.due_at),
+            _raw(Step.opened_at),
+            _raw(Step.next_rung_at),
             Request.reference,
             Request.routing_version,
-            Request.prescription_date,
+            _raw(Request.prescription_date),
         )
         .join(Request, Request.id == Step.request_id)
         .where(Step.next_rung_at <= now)
@@ -94,34 +212,45 @@ def sweep_rungs(
         .limit(limit)
     ).all()
     stamp = int(now.timestamp())
+    holders = _Holders()
+    bind = _Binder.of(connection)
     notices: list[Notice] = []
-    moves: list[dict[str, Any]] = []
+    moves: list[tuple[Any, ...]] = []
     for row in rows:
         routing = routings.pinned(session, row.routing_version)
-        calendar = routing.calendar(row.holder)
-        rungs = [dict(r) for r in row.rungs]
-        for rung in rungs:
-            while True:
-                at = rung_due(rung, rung["fired"], calendar)
-                if at is None or at > stamp:
-                    break
-                notices.append(_rung_notice(routing, row, rung, at, now))
-                rung["fired"] += 1
-        moves.append(
-            {
-                "k_id": row.id,
-                "k_next": row.next_rung_at,
-                "rungs": rungs,
-                "next_rung_at": next_rung_at(rungs, calendar),
-            }
+        calendar, _ = holders.calendar_and_name(routing, row.holder)
+        hop = _DueHop(
+            row.id,
+            row.request_id,
+            row.hop,
+            row.route_step,
+            row.holder,
+            _instant(row.due_at),
+            _instant(row.opened_at),
+            row.reference,
+            _day(row.prescription_date),
         )
+        rungs = _rungs(row.rungs)
+        pending: list[int] = []
+        for rung in rungs:
+            # Each occurrence of a repeating rung follows from the one before, so walk them
+            # forward instead of recounting from the first (what `rung_due` does).
+            at = rung_due(rung, rung["fired"], calendar)
+            while at is not None and at <= stamp:
+                notices.append(_rung_notice(routing, holders, hop, rung, at, now))
+                rung["fired"] += 1
+                at = _following(rung, at, calendar)
+            if at is not None:
+                pending.append(at)
+        following = datetime.fromtimestamp(min(pending), UTC) if pending else None
+        # Compare-and-set on the pointer as read (raw, so it matches exactly): a concurrent
+        # sweep that moved the hop first wins, and this one's deliveries are duplicates.
+        moves.append((bind.json(rungs), bind.instant(following), row.id, row.next_rung_at))
     created = _insert_ignoring_duplicates(connection, [_row(n, now) for n in notices])
     if moves:
-        table = cast(Table, Step.__table__)
-        connection.execute(
-            update(table)
-            .where(table.c.id == bindparam("k_id"), table.c.next_rung_at == bindparam("k_next"))
-            .values(rungs=bindparam("rungs"), next_rung_at=bindparam("next_rung_at")),
+        connection.exec_driver_sql(
+            f"UPDATE steps SET rungs = {bind.mark}, next_rung_at = {bind.mark} "
+            f"WHERE id = {bind.mark} AND next_rung_at = {bind.mark}",
             moves,
         )
     return SweepResult(len(rows), created, len(notices) - created)
@@ -152,30 +281,41 @@ def _tags(routing: Routing, roles: Sequence[str], holder: str) -> list[str]:
     return sorted({t for t in tags if t})
 
 
+def _following(rung: dict[str, Any], at: int, calendar: Calendar) -> int | None:
+    """The occurrence of `rung` after the one at `at` (`rung_due(rung, k + 1)` from the k-th)."""
+    if not rung["repeat"]:
+        return None
+    return calendar.add_ts(at, _duration(rung["repeat"]))
+
+
+@lru_cache(maxsize=64)
+def _duration(text: str) -> Duration:
+    return Duration.parse(text)
+
+
 def _rung_notice(
-    routing: Routing, row: Any, rung: dict[str, Any], at: int, now: datetime
+    routing: Routing, holders: _Holders, hop: _DueHop, rung: dict[str, Any], at: int, now: datetime
 ) -> Notice:
-    calendar = routing.calendar(row.holder)
-    holder = routing.config.authorities[row.holder].name
-    late = calendar.business_days_between(row.due_at, now) if now > row.due_at else 0
+    calendar, holder = holders.calendar_and_name(routing, hop.holder)
+    late = calendar.business_days_between(hop.due_at, now) if now > hop.due_at else 0
     occurrence = rung["fired"]
     return Notice(
-        key=f"step:{row.id}:rung:{rung['n']}:{occurrence}",
-        request_id=row.request_id,
-        step_id=row.id,
+        key=f"step:{hop.id}:rung:{rung['n']}:{occurrence}",
+        request_id=hop.request_id,
+        step_id=hop.id,
         kind=rung["kind"],
-        tags=_tags(routing, rung["notify"], row.holder),
-        title=hop_title(rung["kind"], row.reference, row.hop, late),
+        tags=holders.tags(routing, rung["notify"], hop.holder),
+        title=hop_title(rung["kind"], hop.reference, hop.hop, late),
         body=hop_body(
             kind=rung["kind"],
-            reference=row.reference,
-            hop=row.hop,
-            step=row.route_step,
+            reference=hop.reference,
+            hop=hop.hop,
+            step=hop.route_step,
             holder=holder,
-            opened_at=row.opened_at,
-            due_at=row.due_at,
+            opened_at=hop.opened_at,
+            due_at=hop.due_at,
             days_late=late,
-            prescription_date=row.prescription_date,
+            prescription_date=hop.prescription_date,
             today=now.date(),
             tz=calendar.timezone,
         ),
@@ -219,8 +359,6 @@ def hop_body(
     tz: str,
 ) -> str:
     """What is due, where, since when and what to do; never names of persons or case facts."""
-    from zoneinfo import ZoneInfo
-
     zone = ZoneInfo(tz)
     slack = (
         "not configured"
@@ -232,8 +370,8 @@ def hop_body(
             f"Case: {reference}",
             f"Hop {hop}: {step}",
             f"Held by: {holder}",
-            f"With you since: {opened_at.astimezone(zone):%Y-%m-%d %H:%M %Z}",
-            f"Due: {due_at.astimezone(zone):%Y-%m-%d %H:%M %Z}",
+            f"With you since: {_local(opened_at, zone)}",
+            f"Due: {_local(due_at, zone)}",
             f"Days late: {days_late} business day(s)",
             f"Prescription slack: {slack}",
             f"What to do: {_ACTIONS.get(kind, _ACTIONS['overdue'])}",
@@ -279,6 +417,12 @@ def hop_opened_notice(
         ),
         due_at=opened_at,
     )
+
+
+def _local(instant: datetime, zone: ZoneInfo) -> str:
+    """`%Y-%m-%d %H:%M %Z` in `zone`, without strftime (the sweep formats thousands)."""
+    t = instant.astimezone(zone)
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d} {t.tzname()}"
 
 
 def record_notices(*, session: Session, notices: list[Notice], now: datetime) -> int:
