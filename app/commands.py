@@ -49,12 +49,8 @@ def ledger_session() -> Iterator[tuple[Any, Any]]:
     from models.engine import Routings
     from models.ledger import Ledger
 
-    ledger = Ledger()
-    try:
-        with ledger.transaction() as session:
-            yield session, Routings(load_all())
-    finally:
-        ledger.dispose()
+    with Ledger() as ledger, ledger.transaction() as session:
+        yield session, Routings(load_all())
 
 
 def _execute(name: str, args: argparse.Namespace, **kwargs: Any) -> Any:
@@ -395,18 +391,14 @@ def status(args: argparse.Namespace) -> int:
     from models.ledger import Ledger, Request
     from models.queries import timeline
 
-    ledger = Ledger()
-    try:
-        with ledger.session() as session:
-            request = session.query(Request).filter_by(reference=args.reference).first()
-            if request is None:
-                raise NotFound(f"no case {args.reference!r}")
-            routing = Routings(load_all()).pinned(session, request.routing_version)
-            view = timeline(
-                session=session, routing=routing, reference=args.reference, now=SystemClock().now()
-            )
-    finally:
-        ledger.dispose()
+    with Ledger() as ledger, ledger.session() as session:
+        request = session.query(Request).filter_by(reference=args.reference).first()
+        if request is None:
+            raise NotFound(f"no case {args.reference!r}")
+        routing = Routings(load_all()).pinned(session, request.routing_version)
+        view = timeline(
+            session=session, routing=routing, reference=args.reference, now=SystemClock().now()
+        )
     emit(args, view.as_json(), _timeline_text(view))
     return 0
 
@@ -486,12 +478,8 @@ def _query(args: argparse.Namespace, fn: Callable[..., list[Any]], **kwargs: Any
 
     routing = _routing(args.country)
     now = SystemClock().now()
-    ledger = Ledger()
-    try:
-        with ledger.session() as session:
-            items = fn(session=session, routing=routing, now=now, **kwargs)
-    finally:
-        ledger.dispose()
+    with Ledger() as ledger, ledger.session() as session:
+        items = fn(session=session, routing=routing, now=now, **kwargs)
     emit(args, [asdict(i) for i in items], _items_text(items, routing))
     return 0
 
@@ -528,12 +516,8 @@ def audit_verify(args: argparse.Namespace) -> int:
     from models.ledger import Ledger
     from models.queries import verify_chain
 
-    ledger = Ledger()
-    try:
-        with ledger.session() as session:
-            broken = verify_chain(session=session, reference=args.reference)
-    finally:
-        ledger.dispose()
+    with Ledger() as ledger, ledger.session() as session:
+        broken = verify_chain(session=session, reference=args.reference)
     if broken:
         emit(args, [asdict(b) for b in broken], "\n".join(f"BROKEN {b}" for b in broken))
         return 1

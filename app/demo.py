@@ -110,27 +110,26 @@ def _simulate(routings: Any, *, per_year: int, seed: int) -> Any:
     from models.ledger import Ledger
     from models.simulation import describe, simulate
 
-    ledger = Ledger()
-    try:
-        with Progress(
+    with (
+        Ledger() as ledger,
+        Progress(
             TextColumn("  simulating"),
             BarColumn(),
             TextColumn("{task.percentage:>3.0f}%"),
             TimeElapsedColumn(),
-        ) as bar:
-            task = bar.add_task("simulate", total=1.0)
-            today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-            summary = simulate(
-                start=today.replace(year=today.year - 1),
-                ledger=ledger,
-                routings=routings,
-                years=1,
-                per_year=per_year,
-                seed=seed,
-                progress=lambda done, _s: bar.update(task, completed=done),
-            )
-    finally:
-        ledger.dispose()
+        ) as bar,
+    ):
+        task = bar.add_task("simulate", total=1.0)
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        summary = simulate(
+            start=today.replace(year=today.year - 1),
+            ledger=ledger,
+            routings=routings,
+            years=1,
+            per_year=per_year,
+            seed=seed,
+            progress=lambda done, _s: bar.update(task, completed=done),
+        )
     for line in describe(summary):
         print(f"  {line}")
     return summary
@@ -218,9 +217,8 @@ def _live(routings: Any, *, seconds: float, root: Path) -> None:
     from tasks.orchestration import start_case_flow, wake_case_flow
 
     clock = clock_from_env()
-    ledger = Ledger()
     refs = []
-    try:
+    with Ledger() as ledger:
         for base in LIVE_CASES:
             with ledger.transaction() as session:
                 result = engine.register(
@@ -270,8 +268,6 @@ def _live(routings: Any, *, seconds: float, root: Path) -> None:
                 + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
                 flush=True,
             )
-    finally:
-        ledger.dispose()
 
 
 def _finished(run_id: Any) -> bool:

@@ -82,11 +82,8 @@ def start_flow(reference: str, *, quiet: bool = False) -> None:
         return
     from tasks.orchestration import start_case_flow
 
-    ledger = Ledger()
-    try:
+    with Ledger() as ledger:
         run_id = start_case_flow(ledger, reference)
-    finally:
-        ledger.dispose()
     _say(quiet, f"{reference}: flow run {run_id} started")
 
 
@@ -99,11 +96,8 @@ def wake_flow(reference: str, *, quiet: bool = False) -> None:
     from tasks.cases import read_case_view
     from tasks.orchestration import wake_case_flow
 
-    ledger = Ledger()
-    try:
+    with Ledger() as ledger:
         view = read_case_view(ledger, reference)
-    finally:
-        ledger.dispose()
     if not server_reachable(url) or view.flow_run_id is None:
         _say(
             quiet,
@@ -238,12 +232,9 @@ def watch(args: argparse.Namespace) -> int:
     from tasks.sweep import sweep_now
 
     thresholds = [int(x) for x in args.thresholds.split(",") if x.strip()]
-    ledger = Ledger()
-    try:
+    with Ledger() as ledger:
         rungs, alerts = sweep_now(ledger, thresholds=thresholds)
         sent = send_pending(ledger=ledger, now=clock_from_env().now())
-    finally:
-        ledger.dispose()
     summary = {
         "hops_due": rungs.due_hops,
         "rungs_recorded": rungs.created,
@@ -259,11 +250,8 @@ def watch(args: argparse.Namespace) -> int:
             return 1
         from tasks.orchestration import reconcile
 
-        ledger = Ledger()
-        try:
+        with Ledger() as ledger:
             fixed = reconcile(ledger)
-        finally:
-            ledger.dispose()
         summary.update(flows_started=fixed.started, flows_woken=fixed.woken)
     emit(args, summary, "  ".join(f"{k}={v}" for k, v in summary.items()))
     return 0
@@ -301,22 +289,18 @@ def notify_pending(args: argparse.Namespace) -> int:
 
     from models.ledger import Delivery, Ledger
 
-    ledger = Ledger()
-    try:
-        with ledger.session() as session:
-            rows = session.execute(
-                select(
-                    Delivery.key,
-                    Delivery.tags,
-                    Delivery.attempts,
-                    Delivery.next_attempt_at,
-                    Delivery.last_error,
-                )
-                .where(Delivery.status != "sent")
-                .order_by(Delivery.due_at)
-            ).all()
-    finally:
-        ledger.dispose()
+    with Ledger() as ledger, ledger.session() as session:
+        rows = session.execute(
+            select(
+                Delivery.key,
+                Delivery.tags,
+                Delivery.attempts,
+                Delivery.next_attempt_at,
+                Delivery.last_error,
+            )
+            .where(Delivery.status != "sent")
+            .order_by(Delivery.due_at)
+        ).all()
     items = [dict(r._mapping) for r in rows]
     text = (
         "\n".join(

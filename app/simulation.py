@@ -88,8 +88,7 @@ def simulate(args: argparse.Namespace) -> int:
     from models.simulation import simulate as run
 
     console = Console(stderr=True)
-    ledger = Ledger(args.database)
-    try:
+    with Ledger(args.database) as ledger:
         if not args.append:
             refuse_filled_ledger(ledger)
         routings = Routings(load_all())
@@ -117,8 +116,6 @@ def simulate(args: argparse.Namespace) -> int:
                     task, completed=round(done * days), transitions=s.transitions
                 ),
             )
-    finally:
-        ledger.dispose()
     print(f"ledger: {ledger.engine.url}")
     for line in describe(summary):
         print(line)

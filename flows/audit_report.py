@@ -26,18 +26,14 @@ from tasks.report import build_report, write_report
 def write_audit_report(out_dir: str, formats: list[str]) -> dict[str, Any]:
     now = clock_from_env().now()
     folder = Path(out_dir) / now.strftime("%Y-%m-%d")
-    ledger = Ledger()
-    try:
-        with ledger.session() as session:
-            report = build_report(
-                session=session,
-                routings=Routings(load_all()),
-                filters=Filters(),
-                now=now,
-                generated_at=datetime.now(UTC),
-            )
-    finally:
-        ledger.dispose()
+    with Ledger() as ledger, ledger.session() as session:
+        report = build_report(
+            session=session,
+            routings=Routings(load_all()),
+            filters=Filters(),
+            now=now,
+            generated_at=datetime.now(UTC),
+        )
     files = [str(p) for fmt in formats for p in write_report(report, fmt=fmt, out=folder)]
     return {
         "folder": str(folder),

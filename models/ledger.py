@@ -277,6 +277,12 @@ class Ledger:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
+
 
 # -- the hash chain ------------------------------------------------------------------------------
 

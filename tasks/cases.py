@@ -63,11 +63,8 @@ def input_key(reference: str, view: CaseView, attempt: int = 0) -> str:
 
 @task(name="read-case", retries=3, retry_delay_seconds=[1, 5, 15])
 def read_case(reference: str) -> CaseView:
-    ledger = Ledger()
-    try:
+    with Ledger() as ledger:
         return read_case_view(ledger, reference)
-    finally:
-        ledger.dispose()
 
 
 def announce_hop_now(ledger: Ledger, reference: str, *, now: datetime) -> int:
@@ -110,11 +107,8 @@ def announce_hop_now(ledger: Ledger, reference: str, *, now: datetime) -> int:
 
 @task(name="announce-hop", retries=3, retry_delay_seconds=[1, 5, 15])
 def announce_hop(reference: str) -> int:
-    ledger = Ledger()
-    try:
+    with Ledger() as ledger:
         return announce_hop_now(ledger, reference, now=clock_from_env().now())
-    finally:
-        ledger.dispose()
 
 
 @task(name="apply-decision", retries=2, retry_delay_seconds=[1, 5])
@@ -124,9 +118,8 @@ def apply_decision(reference: str, decision: dict[str, Any], key: str) -> str:
     The suspend key is the idempotency key, so a re-run applies it once. Returns "" when
     applied, else why the engine refused it (the flow then asks again).
     """
-    ledger = Ledger()
     try:
-        with ledger.transaction() as session:
+        with Ledger() as ledger, ledger.transaction() as session:
             decide(
                 session=session,
                 clock=clock_from_env(),
@@ -143,5 +136,3 @@ def apply_decision(reference: str, decision: dict[str, Any], key: str) -> str:
         return ""
     except CommandRejected as exc:
         return str(exc)
-    finally:
-        ledger.dispose()

@@ -223,8 +223,5 @@ def send_pending(
 @task(name="send-deliveries", retries=2, retry_delay_seconds=[2, 10])
 def send_deliveries(now: datetime | None = None) -> SendResult:
     """Prefect task: send owed deliveries (the ledger's rows make a retry harmless)."""
-    ledger = Ledger()
-    try:
+    with Ledger() as ledger:
         return send_pending(ledger=ledger, now=now or datetime.now(UTC))
-    finally:
-        ledger.dispose()

@@ -157,8 +157,5 @@ def _read_runs(ids: list[str]) -> dict[str, FlowRun]:
 
 @task(name="reconcile-cases", retries=2, retry_delay_seconds=[5, 30])
 def reconcile_cases() -> Reconciled:
-    ledger = Ledger()
-    try:
+    with Ledger() as ledger:
         return reconcile(ledger)
-    finally:
-        ledger.dispose()

@@ -29,8 +29,7 @@ def simulate_caseload(
     append: bool,
 ) -> dict[str, Any]:
     """Simulate into the ledger at `database` (default: the configured one); the summary."""
-    ledger = Ledger(database)
-    try:
+    with Ledger(database) as ledger:
         if not append:
             refuse_filled_ledger(ledger)
         summary = simulate(
@@ -42,6 +41,4 @@ def simulate_caseload(
             countries=countries,
             start=datetime.combine(start, datetime.min.time(), UTC),
         )
-    finally:
-        ledger.dispose()
     return summary.as_json()

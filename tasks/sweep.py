@@ -28,11 +28,8 @@ def sweep_now(ledger: Ledger, *, thresholds: Sequence[int]) -> tuple[SweepResult
 
 @task(name="sweep-clock", retries=2, retry_delay_seconds=[2, 10])
 def sweep_clock(thresholds: list[int]) -> dict[str, int]:
-    ledger = Ledger()
-    try:
+    with Ledger() as ledger:
         rungs, alerts = sweep_now(ledger, thresholds=thresholds)
-    finally:
-        ledger.dispose()
     return {
         "hops_due": rungs.due_hops,
         "rungs_recorded": rungs.created,
