@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -78,13 +77,15 @@ def demo(args: argparse.Namespace) -> int:
     os.environ["ROGATORY_CLOCK"] = accelerated_spec(
         origin=summary.end, factor=ACCELERATION, started=datetime.now(UTC)
     )
-    serving = _serve(root)
     try:
-        _live(routings, seconds=args.live_seconds, root=root)
-        _step(4, "Running the audit_report flow")
-        folder = _audit_report()
+        serving = _serve(root)
+        try:
+            _live(routings, seconds=args.live_seconds, root=root)
+            _step(4, "Running the audit_report flow")
+            folder = _audit_report()
+        finally:
+            stop_process(serving)
     finally:
-        stop_process(serving)
         stop_process(server)
     _step(5, "Done")
     _finale(folder, root, started)
@@ -136,28 +137,9 @@ def _simulate(routings: Any, *, per_year: int, seed: int) -> Any:
 
 
 def _serve(root: Path) -> subprocess.Popen[bytes]:
-    log = open(root / "serve.log", "ab")  # noqa: SIM115 (the child keeps writing to it)
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "rogatory"),
-            "serve",
-            "--poll",
-            "1",
-            "--watch-every",
-            "600",
-            "--limit",
-            "6",
-        ],
-        env=os.environ.copy(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while "deployments are being served" not in (root / "serve.log").read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"rogatory serve did not start: see {root / 'serve.log'}")
-        time.sleep(0.5)
+    from app.ops import spawn_serve
+
+    process = spawn_serve(root / "serve.log", poll=1, watch_every=600, limit=6)
     print(
         f"  serving route_request, watch_clock and audit_report "
         f"(UI {os.environ['PREFECT_API_URL'].removesuffix('/api')})",

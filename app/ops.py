@@ -213,6 +213,36 @@ def start_local_server(*, port: int, home: Path) -> subprocess.Popen[bytes]:
     raise SystemExit(f"the Prefect server did not answer within 120 s: see {home / 'server.log'}")
 
 
+def spawn_serve(
+    log: Path, *, poll: float, watch_every: float, limit: int = 8, timeout: float = 120
+) -> subprocess.Popen[bytes]:
+    """`rogatory serve` as a child process (with this process's environment), once it serves."""
+    out = open(log, "ab")  # noqa: SIM115 (the child keeps writing to it)
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "rogatory"),
+            "serve",
+            "--poll",
+            str(poll),
+            "--watch-every",
+            str(watch_every),
+            "--limit",
+            str(limit),
+        ],
+        env=os.environ.copy(),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while "deployments are being served" not in log.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_process(process)
+            raise SystemExit(f"rogatory serve did not start: see {log}")
+        time.sleep(0.5)
+    return process
+
+
 def stop_process(process: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(process.pid, signal.SIGTERM)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -57,7 +55,7 @@ def _case(today: datetime) -> dict[str, Any]:
 
 
 def run() -> list[Result]:
-    from app.ops import start_local_server, stop_process
+    from app.ops import spawn_serve, start_local_server, stop_process
     from app.prefect_env import QUIET, free_port
 
     root = Path(tempfile.mkdtemp(prefix="rogatory-live-"))
@@ -68,26 +66,13 @@ def run() -> list[Result]:
     port = free_port()
     server = start_local_server(port=port, home=root / "prefect")
     os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
-    log = open(root / "serve.log", "ab")  # noqa: SIM115
-    serving = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "rogatory"),
-            "serve",
-            "--poll",
-            str(POLL_SECONDS),
-            "--watch-every",
-            "600",
-        ],
-        env=os.environ.copy(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     try:
-        _wait(lambda: "deployments are being served" in (root / "serve.log").read_text(), 120)
-        latencies = _measure(root)
+        serving = spawn_serve(root / "serve.log", poll=POLL_SECONDS, watch_every=600)
+        try:
+            latencies = _measure(root)
+        finally:
+            stop_process(serving)
     finally:
-        stop_process(serving)
         stop_process(server)
     ordered = sorted(latencies)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
