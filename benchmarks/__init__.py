@@ -21,6 +21,8 @@ class Result:
     unit: str
     budget: float | None
     better: Better
+    note: str | None = None
+    """How the figure was measured, when its name alone does not say (e.g. batching)."""
 
     @property
     def ok(self) -> bool:

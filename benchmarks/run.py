@@ -43,7 +43,7 @@ def machine() -> str:
 
 
 def entry(result: Result, *, when: str) -> dict[str, Any]:
-    return {
+    out = {
         "value": result.value,
         "unit": result.unit,
         "budget": result.budget,
@@ -52,6 +52,9 @@ def entry(result: Result, *, when: str) -> dict[str, Any]:
         "machine": machine(),
         "when": when,
     }
+    if result.note:
+        out["note"] = result.note
+    return out
 
 
 def stored(path: Path) -> dict[str, Any]:

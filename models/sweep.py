@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, select, type_coerce
+from sqlalchemy import Connection, Row, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
@@ -186,12 +186,9 @@ class _Holders:
         return list(found)
 
 
-def sweep_rungs(
-    *, session: Session, routings: Routings, now: datetime, limit: int = 50_000
-) -> SweepResult:
-    """Record every rung due at `now` as a pending delivery, once, and move each hop's pointer."""
-    connection = session.connection()
-    rows = connection.execute(
+def find_due_hops(*, connection: Connection, now: datetime, limit: int) -> Sequence[Row[Any]]:
+    """The hops with a rung due at `now`, earliest first, with their case: one indexed range."""
+    return connection.execute(
         select(
             Step.id,
             Step.request_id,
@@ -211,6 +208,14 @@ def sweep_rungs(
         .order_by(Step.next_rung_at)
         .limit(limit)
     ).all()
+
+
+def sweep_rungs(
+    *, session: Session, routings: Routings, now: datetime, limit: int = 50_000
+) -> SweepResult:
+    """Record every rung due at `now` as a pending delivery, once, and move each hop's pointer."""
+    connection = session.connection()
+    rows = find_due_hops(connection=connection, now=now, limit=limit)
     stamp = int(now.timestamp())
     holders = _Holders()
     bind = _Binder.of(connection)
