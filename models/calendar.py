@@ -42,6 +42,7 @@ _DURATION_RE = re.compile(r"^\s*(\d{1,6})\s*(bd|d|h)\s*$")
 UNIT_WORDS: dict[str, str] = {"bd": "business days", "d": "calendar days", "h": "hours"}
 FIRST_YEAR = 1990
 LAST_YEAR = 2080
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
@@ -253,6 +254,17 @@ class Calendar:
     ) -> npt.NDArray[np.int64]:
         """Local calendar days from a's date to b's date, over arrays of UTC epoch seconds."""
         return self._day_index_many(b_epoch) - self._day_index_many(a_epoch)
+
+    def day_and_rank_many(
+        self, epoch: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """For UTC epoch seconds: the local day (days since 1970-01-01) and the business-day
+        rank, so that differences of ranks are `business_days_between` and differences of days
+        are calendar days. One look-up serves both (the audit report times a million hops)."""
+        index = self._day_index_many(epoch)
+        day: npt.NDArray[np.int64] = index + (self._base - _EPOCH_ORDINAL)
+        rank: npt.NDArray[np.int64] = self._rank[index]
+        return day, rank
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:

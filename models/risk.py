@@ -12,30 +12,26 @@ from __future__ import annotations
 
 import json
 import math
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.calendar import Duration
-from models.ledger import Event, Request
 from models.loader import Routing
 from models.metrics import (
     EPOCH_ORDINAL,
     NO_DAY,
     AuditData,
     Row,
-    case_conditions,
     combine,
-    epoch_seconds,
     handoff_gaps,
-    json_member,
+    prescription_select,
+    read_columns,
 )
 
 I64 = npt.NDArray[np.int64]
@@ -104,6 +100,8 @@ class DwellHistory:
     ) -> None:
         self.observed = {k: np.sort(v.astype(np.int64)) for k, v in observed.items()}
         self.requester = {k: np.sort(v.astype(np.int64)) for k, v in (requester or {}).items()}
+        self._pools: dict[tuple[int, int, int], F64] = {}
+        self._rest: dict[Any, tuple[I64, set[bool]]] = {}
 
     @classmethod
     def from_audit(cls, data: AuditData) -> DwellHistory:
@@ -124,7 +122,7 @@ class DwellHistory:
                 )
                 observed[key] = hops.calendar_days[rows[bucket]]
         prev, _, _, cd = handoff_gaps(data=data)
-        waited = hops.target.equals("requester")[prev] if prev.size else np.zeros(0, bool)
+        waited = hops.to_requester[prev] if prev.size else np.zeros(0, bool)
         requester: dict[str, I64] = {}
         for code, label in enumerate(cases.country.labels):
             mine = waited & (cases.country.codes[hops.case[prev]] == code)
@@ -132,24 +130,49 @@ class DwellHistory:
                 requester[label] = cd[mine]
         return cls(observed=observed, requester=requester)
 
-    def draws(self, hop: HopAhead, rng: np.random.Generator, n: int) -> tuple[I64, bool]:
-        """`n` draws of the hop's remaining calendar days, and whether history was used."""
+    def uniforms(self, seed: int, slot: int, n: int) -> F64:
+        """The fixed uniform draws of one slot of a simulation (slot 0: the requester's answer,
+        1: the hop open now, 2...: the hops after it). Every position reuses them: its forecast
+        then depends on nothing but itself, and the hops after the open one are summed once."""
+        key = (seed, slot, n)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = np.random.default_rng([seed, slot]).random(n)
+        return pool
+
+    def draws(self, hop: HopAhead, u: F64) -> tuple[I64, bool]:
+        """Draws (one per uniform in `u`) of the hop's remaining calendar days, and whether they
+        come from history (else from the SLA)."""
         seen = self.observed.get((hop.country, hop.holder, hop.step))
         if seen is not None and seen.size >= MIN_HISTORY:
             tail = seen[np.searchsorted(seen, hop.elapsed, side="left") :]
             if tail.size >= MIN_TAIL:
-                picked: I64 = tail[rng.integers(tail.size, size=n)] - hop.elapsed
+                picked: I64 = tail[(u * tail.size).astype(np.int64)] - hop.elapsed
                 return picked, True
             # Held longer than nearly every past hop: assume it needs as long again as one.
-            again: I64 = seen[rng.integers(seen.size, size=n)]
+            again: I64 = seen[(u * seen.size).astype(np.int64)]
             return again, True
-        return sla_draws(sla_days=hop.sla_days, elapsed=hop.elapsed, rng=rng, n=n), False
+        return sla_draws(sla_days=hop.sla_days, elapsed=hop.elapsed, u=u), False
 
-    def requester_draws(self, country: str, rng: np.random.Generator, n: int) -> I64 | None:
+    def rest(self, ahead: tuple[HopAhead, ...], seed: int, n: int) -> tuple[I64, set[bool]]:
+        """The summed draws of hops not yet opened (slots 2...), computed once per path."""
+        key = (ahead, seed, n)
+        found = self._rest.get(key)
+        if found is None:
+            total = np.zeros(n, dtype=np.int64)
+            used: set[bool] = set()
+            for k, hop in enumerate(ahead):
+                draws, from_history = self.draws(hop, self.uniforms(seed, k + 2, n))
+                total += draws
+                used.add(from_history)
+            found = self._rest[key] = (total, used)
+        return found[0], set(found[1])
+
+    def requester_draws(self, country: str, u: F64) -> I64 | None:
         seen = self.requester.get(country)
         if seen is None or seen.size == 0:
             return None
-        picked: I64 = seen[rng.integers(seen.size, size=n)]
+        picked: I64 = seen[(u * seen.size).astype(np.int64)]
         return picked
 
 
@@ -191,21 +214,79 @@ def norm_ppf(u: F64) -> F64:
     return out
 
 
-def sla_draws(*, sla_days: int, elapsed: int, rng: np.random.Generator, n: int) -> I64:
-    """Remaining days of a hop whose dwell is log-normal around its SLA, given `elapsed` days."""
+def sla_draws(*, sla_days: int, elapsed: int, u: F64) -> I64:
+    """Remaining days of a hop whose dwell is log-normal around its SLA, given `elapsed` days,
+    one per uniform in `u` (inverse transform of the distribution beyond `elapsed`)."""
     median = max(sla_days, 1)
     floor = 0.0
     if elapsed > 0:
         z = math.log(elapsed / median) / SIGMA
         floor = 0.5 * math.erfc(-z / math.sqrt(2))
-    u = floor + (1.0 - floor) * rng.random(n)
-    total = np.rint(median * np.exp(SIGMA * norm_ppf(u))).astype(np.int64)
+    total = np.rint(median * np.exp(SIGMA * norm_ppf(floor + (1.0 - floor) * u))).astype(np.int64)
     remaining: I64 = np.maximum(total - elapsed, 0)
     return remaining
 
 
-def _rng(seed: int, key: Any) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(repr(key).encode())])
+@dataclass(frozen=True)
+class Outlook:
+    """The simulated remaining days of one position in a chain, sorted."""
+
+    totals: I64
+    basis: str
+    requester_counted: bool
+
+
+def outlook(
+    *,
+    ahead: tuple[HopAhead, ...],
+    requester: str | None,
+    history: DwellHistory,
+    samples: int = SAMPLES,
+    seed: int = SEED,
+) -> Outlook:
+    """Monte Carlo draws of the days left for a case with `ahead` to go (and first the
+    requester's answer when `requester` is set)."""
+    totals = np.zeros(samples, dtype=np.int64)
+    used: set[bool] = set()
+    counted = True
+    if requester is not None:
+        wait = history.requester_draws(requester, history.uniforms(seed, 0, samples))
+        if wait is None:
+            counted = False
+        else:
+            totals += wait
+    if ahead:
+        head, from_history = history.draws(ahead[0], history.uniforms(seed, 1, samples))
+        rest, rest_used = history.rest(ahead[1:], seed, samples)
+        totals += head + rest
+        used |= rest_used | {from_history}
+    basis = "mixed" if len(used) > 1 else ("history" if used == {True} else "sla")
+    totals.sort()
+    return Outlook(totals, basis, counted)
+
+
+@dataclass(frozen=True)
+class Forecasts:
+    """Forecasts of several cases that share one outlook, as arrays (days since 1970-01-01)."""
+
+    p50_day: I64
+    p90_day: I64
+    risk: F64
+    """NaN where the case has no prescription date."""
+    slack_days: I64
+
+
+def forecasts(*, outlook: Outlook, today: I64, prescription_day: I64) -> Forecasts:
+    """P50/P90 completion, risk and slack of cases; NO_DAY marks a missing prescription date."""
+    totals = outlook.totals
+    n = totals.size
+    p50 = today + int(totals[math.ceil(0.5 * n) - 1])
+    p90 = today + int(totals[math.ceil(0.9 * n) - 1])
+    has = prescription_day != NO_DAY
+    # P(finish on or after the prescription date) = share of totals >= prescription - today.
+    later = n - np.searchsorted(totals, prescription_day - today, side="left")
+    risk = np.where(has, later / n, np.nan)
+    return Forecasts(p50, p90, risk, prescription_day - p50)
 
 
 def forecast(
@@ -221,43 +302,34 @@ def forecast(
     cost grows with the distinct positions in the chains, not with the number of cases; each
     simulation is seeded from its key, so a case's forecast does not depend on the others.
     """
-    simulated: dict[Any, tuple[I64, str, bool]] = {}
-    out = []
-    for case in pending:
-        key = (case.ahead, case.requester)
-        if key not in simulated:
-            simulated[key] = _simulate(case, history, samples, _rng(seed, key))
-        totals, basis, counted = simulated[key]
-        p50 = case.today + int(totals[math.ceil(0.5 * samples) - 1])
-        p90 = case.today + int(totals[math.ceil(0.9 * samples) - 1])
-        risk = slack = None
-        if case.prescription_day is not None:
-            margin = case.prescription_day - case.today
-            risk = 1.0 - float(np.searchsorted(totals, margin, side="left")) / samples
-            slack = case.prescription_day - p50
-        out.append(Forecast(p50, p90, risk, slack, basis, counted))
-    return out
-
-
-def _simulate(
-    case: Pending, history: DwellHistory, samples: int, rng: np.random.Generator
-) -> tuple[I64, str, bool]:
-    totals = np.zeros(samples, dtype=np.int64)
-    used: set[bool] = set()
-    counted = True
-    if case.requester is not None:
-        wait = history.requester_draws(case.requester, rng, samples)
-        if wait is None:
-            counted = False
-        else:
-            totals += wait
-    for hop in case.ahead:
-        draws, from_history = history.draws(hop, rng, samples)
-        totals += draws
-        used.add(from_history)
-    basis = "mixed" if len(used) > 1 else ("history" if used == {True} else "sla")
-    totals.sort()
-    return totals, basis, counted
+    groups: dict[tuple[tuple[HopAhead, ...], str | None], list[int]] = {}
+    for n, case in enumerate(pending):
+        groups.setdefault((case.ahead, case.requester), []).append(n)
+    out: list[Forecast | None] = [None] * len(pending)
+    for (ahead, requester), members in groups.items():
+        seen = outlook(
+            ahead=ahead, requester=requester, history=history, samples=samples, seed=seed
+        )
+        today = np.array([pending[m].today for m in members], dtype=np.int64)
+        presc = np.array(
+            [
+                NO_DAY if pending[m].prescription_day is None else pending[m].prescription_day
+                for m in members
+            ],
+            dtype=np.int64,
+        )
+        fc = forecasts(outlook=seen, today=today, prescription_day=presc)
+        for k, m in enumerate(members):
+            known = pending[m].prescription_day is not None
+            out[m] = Forecast(
+                int(fc.p50_day[k]),
+                int(fc.p90_day[k]),
+                float(fc.risk[k]) if known else None,
+                int(fc.slack_days[k]) if known else None,
+                seen.basis,
+                seen.requester_counted,
+            )
+    return [f for f in out if f is not None]
 
 
 # -- the register over the ledger ---------------------------------------------------------------
@@ -266,31 +338,15 @@ def _simulate(
 def prescription_histories(*, session: Session, data: AuditData) -> dict[int, list[Row]]:
     """Why each open case's prescription date is what it is: its `registered` and
     `prescription_event` payloads, in order (only the prescription parts are read)."""
-    conn = session.connection()
-    dialect = conn.dialect.name
-    rows = conn.execute(
-        select(
-            Event.request_id,
-            Event.kind,
-            epoch_seconds(dialect, Event.occurred_at),
-            json_member(dialect, Event.payload, "prescription"),
-            json_member(dialect, Event.payload, "on"),
-            json_member(dialect, Event.payload, "event"),
-            json_member(dialect, Event.payload, "after"),
-        )
-        .join(Request, Request.id == Event.request_id)
-        .where(
-            Event.kind.in_(("registered", "prescription_event")),
-            Request.status != "closed",
-            *case_conditions(data.filters),
-        )
-        .order_by(Event.request_id, Event.seq)
-    )
+    rows = data.prescription_rows
+    if rows is None:
+        conn = session.connection()
+        rows = read_columns(conn, prescription_select(conn.dialect.name, data.filters))
     out: dict[int, list[Row]] = {}
-    for request_id, kind, occurred, registered, on, event, after in rows:
+    for request_id, kind, occurred, registered, on, event, after in zip(*rows, strict=True):
         if kind == "registered":
             found = json.loads(registered) if registered else {}
-            day = datetime.fromtimestamp(occurred, UTC).date().isoformat()
+            day = datetime.fromtimestamp(int(occurred), UTC).date().isoformat()
             entry: Row = {"on": day, "event": "registered"}
         else:
             found = json.loads(after) if after else {}
@@ -300,8 +356,10 @@ def prescription_histories(*, session: Session, data: AuditData) -> dict[int, li
     return out
 
 
-def _day(day: int) -> str:
-    return date.fromordinal(day + EPOCH_ORDINAL).isoformat()
+def _days(days: I64) -> list[str]:
+    """ISO dates of day numbers (days since 1970-01-01)."""
+    text: list[str] = np.datetime_as_string(days.astype("datetime64[D]")).tolist()
+    return text
 
 
 class _Paths:
@@ -357,46 +415,90 @@ class _Paths:
         return days
 
 
-def pending_cases(*, data: AuditData) -> list[tuple[int, Pending]]:
-    """Each open case (by index into `data.cases`) with the hops it still has ahead."""
+@dataclass(frozen=True)
+class Position:
+    """Open cases that stand at the same place in the same chain, with the same days spent."""
+
+    ahead: tuple[HopAhead, ...]
+    requester: str | None
+    cases: I64
+    """Indices into `data.cases`."""
+    today: I64
+    prescription_day: I64
+
+
+def positions(*, data: AuditData) -> list[Position]:
+    """The open cases grouped by what they still have ahead (from their pinned routes)."""
     cases, hops = data.cases, data.hops
-    paths = _Paths(data)
-    today: dict[str, int] = {}
+    open_cases = np.flatnonzero(~cases.status.equals("closed"))
+    if open_cases.size == 0 or len(hops) == 0:
+        return []
     open_hop = np.full(len(cases), -1, dtype=np.int64)
     last_hop = np.full(len(cases), -1, dtype=np.int64)
-    if len(hops):
-        is_open = ~hops.closed
-        open_hop[hops.case[is_open]] = np.flatnonzero(is_open)
-        last_hop[hops.case] = np.arange(len(hops))  # hops are ordered by hop within a case
+    is_open = ~hops.closed
+    open_hop[hops.case[is_open]] = np.flatnonzero(is_open)
+    last_hop[hops.case] = np.arange(len(hops))  # hops are ordered by hop within a case
+    current = open_hop[open_cases]
+    at = np.where(current >= 0, current, last_hop[open_cases])
+    keep = at >= 0
+    oc, current, at = open_cases[keep], current[keep], at[keep]
+    waiting = current < 0
+    # First the route ahead of each (route, request fields, step): a few hundred at most.
+    route_group, route_first = combine(
+        cases.version.codes[oc],
+        cases.route.codes[oc],
+        cases.kind.codes[oc],
+        cases.direction.codes[oc],
+        cases.legal_basis.codes[oc],
+        cases.coercive[oc].astype(np.int64),
+        cases.urgent[oc].astype(np.int64),
+        cases.counterpart.codes[oc],
+        hops.step_index[at],
+    )
+    paths = _Paths(data)
+    path_ids: dict[tuple[HopAhead, ...], int] = {}
+    ahead_of: list[tuple[HopAhead, ...]] = []
+    path_of_group = np.zeros(route_first.size, dtype=np.int64)
+    for g, row in enumerate(route_first):
+        ahead = tuple(paths.ahead(int(oc[row]), int(hops.step_index[at[row]])))
+        if ahead not in path_ids:
+            path_ids[ahead] = len(ahead_of)
+            ahead_of.append(ahead)
+        path_of_group[g] = path_ids[ahead]
+    # Then the open hop's own holder and days spent, or the wait on the requester.
+    elapsed = np.where(waiting, 0, hops.calendar_days[at])
+    holder = np.where(waiting, -1, hops.holder.codes[at])
+    country = cases.country.codes[oc]
+    group, first = combine(
+        path_of_group[route_group], holder, elapsed, waiting.astype(np.int64), country
+    )
+    today_of = np.zeros(len(cases.version.labels), dtype=np.int64)
+    for code, version in enumerate(cases.version.labels):
+        local = data.routings[version].calendar(None).local_date(data.now)
+        today_of[code] = local.toordinal() - EPOCH_ORDINAL
+    today = today_of[cases.version.codes[oc]]
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(first.size + 1))
     out = []
-    for case in np.flatnonzero(~cases.status.equals("closed")):
-        i = int(case)
-        version = cases.version.label(i)
-        if version not in today:
-            routing = data.routings[version]
-            today[version] = routing.calendar(None).local_date(data.now).toordinal() - EPOCH_ORDINAL
+    for g, row in enumerate(first):
+        ahead = ahead_of[path_of_group[route_group[row]]]
         requester = None
-        h = int(open_hop[i])
-        if h >= 0:
-            ahead = paths.ahead(i, int(hops.step_index[h]))
-            first = ahead[0]
-            ahead[0] = HopAhead(
-                first.country, hops.holder.label(h), first.step, first.sla_days,
-                int(hops.calendar_days[h]),
-            )  # fmt: skip
-        else:
-            last = int(last_hop[i])
-            if last < 0:
-                continue
-            ahead = paths.ahead(i, int(hops.step_index[last]))
-            requester = cases.country.label(i)
-        presc = int(cases.prescription_day[i])
+        if waiting[row]:
+            requester = cases.country.labels[country[row]]
+        elif ahead:
+            head = ahead[0]
+            held = HopAhead(
+                head.country,
+                hops.holder.label(int(at[row])),
+                head.step,
+                head.sla_days,
+                int(elapsed[row]),
+            )
+            ahead = (held, *ahead[1:])
+        members = order[bounds[g] : bounds[g + 1]]
         out.append(
-            (
-                i,
-                Pending(
-                    today[version], None if presc == NO_DAY else presc, tuple(ahead), requester
-                ),
+            Position(
+                ahead, requester, oc[members], today[members], cases.prescription_day[oc[members]]
             )
         )
     return out
@@ -407,52 +509,59 @@ def risk_register(
 ) -> list[Row]:
     """The open cases, worst first: prescription date and why, completion P50/P90, risk, slack."""
     cases, hops = data.cases, data.hops
-    pending = pending_cases(data=data)
-    forecasts = forecast(
-        pending=[p for _, p in pending],
-        history=DwellHistory.from_audit(data),
-        samples=samples,
-        seed=seed,
-    )
+    history = DwellHistory.from_audit(data)
     histories = prescription_histories(session=session, data=data)
-    current = {int(hops.case[h]): int(h) for h in np.flatnonzero(~hops.closed)}
+    current = np.full(len(cases), -1, dtype=np.int64)
+    is_open = ~hops.closed
+    current[hops.case[is_open]] = np.flatnonzero(is_open)
     rows = []
-    for (i, case), fc in zip(pending, forecasts, strict=True):
-        history = histories.get(int(cases.id[i]), [])
-        h = current.get(i)
+    for position in positions(data=data):
+        seen = outlook(
+            ahead=position.ahead,
+            requester=position.requester,
+            history=history,
+            samples=samples,
+            seed=seed,
+        )
+        fc = forecasts(
+            outlook=seen, today=position.today, prescription_day=position.prescription_day
+        )
+        remaining = [f"{a.step} @ {a.holder}" for a in position.ahead]
+        p50 = _days(fc.p50_day)
+        p90 = _days(fc.p90_day)
+        due = _days(position.prescription_day)
         note = (
             ""
-            if fc.requester_counted
-            else ("waiting on the requester: its answer time is not counted (no past returns)")
+            if seen.requester_counted
+            else "waiting on the requester: its answer time is not counted (no past returns)"
         )
-        rows.append(
-            {
-                "reference": cases.reference[i],
-                "country": cases.country.label(i),
-                "route": cases.route.label(i),
-                "status": cases.status.label(i),
-                "step": hops.step.label(h) if h is not None else "with requester",
-                "authority": hops.holder.label(h) if h is not None else None,
-                "prescription_date": (
-                    _day(case.prescription_day) if case.prescription_day is not None else None
-                ),
-                "prescription_running": bool(cases.prescription_running[i]),
-                "prescription_why": history[-1]["why"] if history else "",
-                "prescription_history": history,
-                "days_to_prescription": (
-                    case.prescription_day - case.today
-                    if case.prescription_day is not None
-                    else None
-                ),
-                "p50_completion": _day(fc.p50_day),
-                "p90_completion": _day(fc.p90_day),
-                "risk": None if fc.risk is None else round(fc.risk, 4),
-                "slack_days": fc.slack_days,
-                "basis": fc.basis,
-                "remaining": [f"{a.step} @ {a.holder}" for a in case.ahead],
-                "note": note,
-            }
-        )
+        for k, case in enumerate(position.cases.tolist()):
+            presc = int(position.prescription_day[k])
+            known = presc != NO_DAY
+            moves = histories.get(int(cases.id[case]), [])
+            h = int(current[case])
+            rows.append(
+                {
+                    "reference": cases.reference[case],
+                    "country": cases.country.label(case),
+                    "route": cases.route.label(case),
+                    "status": cases.status.label(case),
+                    "step": hops.step.label(h) if h >= 0 else "with requester",
+                    "authority": hops.holder.label(h) if h >= 0 else None,
+                    "prescription_date": due[k] if known else None,
+                    "prescription_running": bool(cases.prescription_running[case]),
+                    "prescription_why": moves[-1]["why"] if moves else "",
+                    "prescription_history": moves,
+                    "days_to_prescription": presc - int(position.today[k]) if known else None,
+                    "p50_completion": p50[k],
+                    "p90_completion": p90[k],
+                    "risk": round(float(fc.risk[k]), 4) if known else None,
+                    "slack_days": int(fc.slack_days[k]) if known else None,
+                    "basis": seen.basis,
+                    "remaining": remaining,
+                    "note": note,
+                }
+            )
     return sorted(rows, key=_worst_first)
 
 
