@@ -433,14 +433,19 @@ def test_withdraw_closes_the_case_and_later_commands_are_refused(cli):
 
 def test_record_moves_the_prescription_date_and_refuses_impossible_days(cli):
     reference = cli.register(country="US")
+    # A request pending abroad 61 days, suspended by court order (18 U.S.C. § 3292). The window
+    # is closed before the order is recorded, so the date does not depend on today.
     sent = cli("record", reference, "--event", "request_sent_abroad", "--on", "2026-06-01")
     assert sent.code == 0, sent.err
     assert "request_sent_abroad on 2026-06-01 recorded; prescription date unchanged" in sent.out
+    answered = cli("record", reference, "--event", "foreign_final_action", "--on", "2026-08-01")
+    assert answered.code == 0 and "prescription date unchanged" in answered.out
     ordered = cli("record", reference, "--event", "suspension_ordered", "--on", "2026-06-20")
     assert ordered.code == 0, ordered.err
-    assert "prescription date moved from 2029-05-10 to 2029-11-05" in ordered.out
+    assert "prescription date moved from 2029-05-10 to 2029-07-10" in ordered.out
     history = cli("status", reference, "--json").json()
-    assert history["prescription_date"] == "2029-11-05"
+    assert history["prescription_date"] == "2029-07-10"
+    assert history["prescription_history"][-1]["event"] == "suspension_ordered"
     future = cli.refused("record", reference, "--event", "suspension_ordered", "--on", "2099-06-20")
     assert "--on 2099-06-20 is in the future" in future.err
     early = cli.refused("record", reference, "--event", "suspension_ordered", "--on", "2020-06-20")
