@@ -384,6 +384,19 @@ class CaseStore:
         if self.batching == 0:
             self.flush()
 
+    def release(self, references: Iterable[str]) -> None:
+        """Forget cases this session is done with, so a long run keeps its memory flat.
+
+        Only after a flush: a case with writes still owed stays (it would be read back stale).
+        """
+        for reference in references:
+            case = self.cases.get(reference)
+            if case is None:
+                continue
+            if case.id in self.changed_cases or case.id in self.new_cases:
+                raise Conflict(f"{reference} has writes not flushed yet: flush before releasing it")
+            del self.cases[reference]
+
     def discard(self) -> None:
         """Forget everything in memory (after a rollback)."""
         self.session.info.pop(_STORE_KEY, None)
