@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -250,3 +251,22 @@ def test_a_clock_sweep_at_the_end_finds_every_late_hop_the_run_left(sqlite_ledge
     with ledger.session() as session:
         kinds = Counter(session.scalars(select(Delivery.kind)).all())
     assert kinds["reminder"] > 0 and kinds["overdue"] > 0 and kinds["escalation"] > 0
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_cyclic_collector_is_left_as_it_was_found(sqlite_ledger, routings, enabled):
+    ledger = sqlite_ledger(f"gc-{enabled}")
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        run(ledger, routings, years=1, per_year=20)
+        assert gc.isenabled() is enabled
+
+        def interrupt(done: float, summary: SimulationSummary) -> None:
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            run(sqlite_ledger(f"gc-{enabled}-stopped"), routings, progress=interrupt)
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
