@@ -23,7 +23,7 @@ from models.errors import ConfigError, IntakeError, RogatoryError
 Handler = Callable[[argparse.Namespace], int]
 
 # Each module exposes `register(subparsers)` and adds its own subcommands.
-COMMAND_MODULES = ("app.commands", "app.ops", "app.demo", "app.simulation")
+COMMAND_MODULES = ("app.commands", "app.ops", "app.demo", "app.simulation", "app.reporting")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

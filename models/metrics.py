@@ -1145,7 +1145,7 @@ def _num(x: Any, digits: int = 2) -> float | int | None:
 
 
 def _rate(part: float, whole: float) -> float | None:
-    return None if whole == 0 else round(part / whole, 4)
+    return None if whole == 0 else round(float(part) / float(whole), 4)
 
 
 def _stats_fields(stats: dict[str, F64], g: int, prefix: str) -> Row:
@@ -1694,7 +1694,7 @@ def delay_attribution(*, data: AuditData) -> list[Row]:
                     "kind": kind,
                     "rank": rank,
                     **data.authority_row(g),
-                    "delay_business_days": round(float(per[g]), 2),
+                    "delay_business_days": _num(per[g]),
                     "share": round(float(per[g]) / total, 4),
                     "hops_late": int(contributed[g]),
                 }

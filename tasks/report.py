@@ -1,0 +1,916 @@
+"""The audit report: every metric and the prescription-risk register as one document.
+
+`build_report` reads the ledger once and returns a plain dict (its JSON form is described by
+docs/report-schema.json). `render_html` turns it into one self-contained page an auditor can
+mail: inline CSS and SVG charts drawn here, no script, no external asset. `write_csv` writes
+one file per table.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from models import metrics
+from models.metrics import AuditData, Filters, Row, load_audit
+from models.risk import SAMPLES, risk_register
+
+SCHEMA_ID = "rogatory-report"
+SCHEMA_VERSION = 1
+TABLES = (
+    "dwell_by_authority",
+    "dwell_by_step",
+    "dwell_histogram",
+    "stops",
+    "breaches_by_authority",
+    "breaches_by_step",
+    "breaches_by_month",
+    "overdue_now",
+    "handoffs",
+    "rework_by_authority",
+    "rework_by_cause",
+    "refusals",
+    "execution",
+    "late_entries",
+    "delay_attribution",
+    "statistics",
+    "uncac_usage",
+    "chains",
+    "risk_register",
+)
+LIKELY = 0.5
+"""A case whose risk is at least this will "probably prescribe"."""
+KIND_WORDS = {
+    "mla": "MLA",
+    "extradition": "extradition",
+    "asset_tracing": "asset tracing",
+    "asset_freezing": "asset freezing",
+    "asset_seizure": "asset seizure",
+    "confiscation": "confiscation",
+    "asset_return": "asset return",
+}
+
+
+# -- building ----------------------------------------------------------------------------------
+
+
+def build_report(
+    *,
+    session: Session,
+    routings: Any,
+    filters: Filters,
+    now: datetime,
+    late_after: timedelta = timedelta(hours=24),
+    samples: int = SAMPLES,
+    generated_at: datetime | None = None,
+) -> dict[str, Any]:
+    """Read the ledger for `filters` and compute the whole report as of `now`."""
+    data = load_audit(
+        session=session, routings=routings, filters=filters, now=now, late_after=late_after
+    )
+    register = risk_register(data=data, session=session, samples=samples)
+    return assemble(data=data, register=register, generated_at=generated_at)
+
+
+def assemble(
+    *, data: AuditData, register: list[Row], generated_at: datetime | None = None
+) -> dict[str, Any]:
+    """The report document from loaded data and its risk register."""
+    by_step = metrics.dwell_by_step(data=data)
+    tables: dict[str, list[Row]] = {
+        "dwell_by_authority": metrics.dwell_by_authority(data=data),
+        "dwell_by_step": by_step,
+        "dwell_histogram": metrics.dwell_histogram(data=data),
+        "stops": metrics.stops_by_authority(data=data),
+        "breaches_by_authority": metrics.breaches_by_authority(data=data),
+        "breaches_by_step": metrics.breaches_by_step(data=data),
+        "breaches_by_month": metrics.breaches_by_month(data=data),
+        "overdue_now": metrics.overdue_now(data=data),
+        "handoffs": metrics.handoffs(data=data),
+        "rework_by_authority": metrics.rework_by_authority(data=data),
+        "rework_by_cause": metrics.rework_by_cause(data=data),
+        "refusals": metrics.refusals(data=data),
+        "execution": metrics.execution(data=data),
+        "late_entries": metrics.late_entries(data=data),
+        "delay_attribution": metrics.delay_attribution(data=data),
+        "statistics": metrics.statistics(data=data),
+        "uncac_usage": metrics.uncac_usage(data=data),
+        "chains": metrics.chains(data=data, by_step=by_step),
+        "risk_register": register,
+    }
+    summary = metrics.summary(data=data)
+    summary["likely_to_prescribe"] = sum(
+        1 for r in register if r["risk"] is not None and r["risk"] >= LIKELY
+    )
+    return {
+        "schema": SCHEMA_ID,
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": (generated_at or datetime.now(UTC)).isoformat(),
+        "as_of": data.now.isoformat(),
+        "scope": data.filters.describe(),
+        "filters": data.filters.as_json(),
+        "summary": summary,
+        "headlines": headlines(summary=summary, tables=tables),
+        "tables": tables,
+    }
+
+
+# -- headlines ----------------------------------------------------------------------------------
+
+
+def _pct(x: float) -> str:
+    return f"{round(100 * x)}%"
+
+
+def _who(row: Row) -> str:
+    return f"{row['authority_name']} ({row['country']})"
+
+
+def _scope_words(row: Row) -> str:
+    if row["scope"] == "all":
+        return "all cases"
+    return f"{row['direction']} {KIND_WORDS.get(row['kind'], row['kind'])}"
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def _past_key(row: Row) -> int:
+    days: int = row["days_to_prescription"]
+    return days
+
+
+def _days(x: Any) -> str:
+    return "1 business day" if x == 1 else f"{x:g} business days"
+
+
+def headlines(*, summary: Row, tables: dict[str, list[Row]]) -> list[str]:
+    """Plain-language findings, most important first."""
+    out: list[str] = []
+    attribution = tables["delay_attribution"]
+    scopes: dict[str, list[Row]] = {}
+    for row in attribution:
+        scopes.setdefault(row["scope"], []).append(row)
+    specific = {k: v for k, v in scopes.items() if k != "all"}
+    chosen = []
+    if len(specific) > 1 and "all" in scopes:
+        chosen.append(scopes["all"])
+    chosen += sorted(specific.values(), key=lambda rs: -sum(r["delay_business_days"] for r in rs))
+    for rows in chosen[:3]:
+        top = rows[0]
+        total = sum(r["delay_business_days"] for r in rows)
+        out.append(
+            f"{_who(top)} accounts for {_pct(top['share'])} of total delay in "
+            f"{_scope_words(top)} ({top['delay_business_days']:,.0f} of {total:,.0f} business "
+            "days late, in closed cases)."
+        )
+    register = tables["risk_register"]
+    past = [r for r in register if r["days_to_prescription"] is not None]
+    past = [r for r in past if r["days_to_prescription"] <= 0]
+    if past:
+        out.append(
+            f"{_count(len(past), 'open case is', 'open cases are')} already past the "
+            f"prescription date; the oldest is {min(past, key=_past_key)['reference']}."
+        )
+    likely = [r for r in register if r["risk"] is not None and r["risk"] >= LIKELY]
+    likely = [r for r in likely if r["days_to_prescription"] > 0]
+    if likely:
+        worst = likely[0]
+        out.append(
+            f"{_count(len(likely), 'open case', 'open cases')} will probably prescribe before "
+            f"the chain finishes; the most urgent is {worst['reference']} "
+            f"(prescription {worst['prescription_date']}, risk {_pct(worst['risk'])})."
+        )
+    elif register:
+        other = "other " if past else ""
+        out.append(f"No {other}open case is likely to prescribe before its chain finishes.")
+    overdue = tables["overdue_now"]
+    if overdue:
+        holders: dict[str, int] = {}
+        for row in overdue:
+            key = f"{row['authority_name']} ({row['country']})"
+            holders[key] = holders.get(key, 0) + 1
+        most = max(holders, key=lambda k: holders[k])
+        if len(overdue) == 1:
+            out.append(f"1 hop is overdue now, at {most}.")
+        else:
+            out.append(
+                f"{len(overdue):,} hops are overdue now; {most} holds {holders[most]:,} of them."
+            )
+    elif summary["open_hops"]:
+        out.append("No hop is overdue now.")
+    breaches = [r for r in tables["breaches_by_authority"] if r["closed_hops"] >= 5]
+    if breaches:
+        worst = max(breaches, key=lambda r: (r["breach_rate"] or 0, r["closed_hops"]))
+        if worst["breached"]:
+            out.append(
+                f"{_who(worst)} missed its deadline on {_pct(worst['breach_rate'])} of "
+                f"{worst['closed_hops']:,} hops (median {_days(worst['days_late_median'])} late)."
+            )
+    dwell = [r for r in tables["dwell_by_authority"] if r["hops"]]
+    if dwell:
+        slow = max(dwell, key=lambda r: (r["bd_median"], r["hops"]))
+        out.append(
+            f"Hops at {_who(slow)} take a median of {_days(slow['bd_median'])} "
+            f"({slow['cd_median']:g} calendar days); 90% finish within {slow['bd_p90']:g}."
+        )
+    if summary["cases"] and summary["returned_cases"]:
+        causes = tables["rework_by_cause"]
+        cause = causes[0]["cause"].replace("_", " ") if causes else "unspecified"
+        out.append(
+            f"{summary['returned_cases']:,} of {summary['cases']:,} cases "
+            f"({_pct(summary['returned_cases'] / summary['cases'])}) were sent back at least "
+            f"once; the main cause is {cause}."
+        )
+    if summary["prohibited_refusals"]:
+        n = summary["prohibited_refusals"]
+        out.append(
+            f"{n} refusal{'s' if n != 1 else ''} rested on grounds UNCAC forbids "
+            "(bank secrecy, art. 46(8); fiscal offence, art. 46(22))."
+        )
+    late = [r for r in tables["late_entries"] if r["late_decisions"]]
+    if late:
+        top = late[0]
+        out.append(
+            f"{_who(top)} entered {_pct(top['late_share'])} of its decisions more than "
+            f"{summary['late_after_hours']:g} hours after they happened: a sign of a paper "
+            "register."
+        )
+    if summary["closed_cases"]:
+        out.append(
+            f"{_pct(summary['execution_rate'])} of {summary['closed_cases']:,} closed cases were "
+            f"executed, {_pct(summary['partial_rate'])} partially."
+        )
+    if summary["cases"]:
+        out.append(
+            f"UNCAC was the legal basis of {summary['uncac_requests']:,} of {summary['cases']:,} "
+            f"requests ({_pct(summary['uncac_share'])})."
+        )
+    else:
+        out.append("No case matches this report's filters.")
+    return out
+
+
+# -- JSON and CSV ------------------------------------------------------------------------------
+
+
+def render_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, ensure_ascii=False, allow_nan=False)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, list):
+        if value and isinstance(value[0], dict):
+            return " | ".join(
+                f"{v.get('on')} {v.get('event')}: {v.get('date')} ({v.get('why')})" for v in value
+            )
+        return "; ".join(str(v) for v in value)
+    if value is None:
+        return ""
+    return value
+
+
+def write_csv(report: dict[str, Any], folder: Path) -> list[Path]:
+    """One CSV per table, plus summary.csv and headlines.csv; returns the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, rows in report["tables"].items():
+        columns: dict[str, None] = {}
+        for row in rows:
+            columns.update(dict.fromkeys(row))
+        path = folder / f"{name}.csv"
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(list(columns))
+            for row in rows:
+                writer.writerow([_cell(row.get(c)) for c in columns])
+        written.append(path)
+    path = folder / "summary.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["measure", "value"])
+        writer.writerows((k, _cell(v)) for k, v in report["summary"].items())
+    written.append(path)
+    path = folder / "headlines.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["headline"])
+        writer.writerows([h] for h in report["headlines"])
+    written.append(path)
+    return written
+
+
+def write_report(report: dict[str, Any], *, fmt: str, out: Path) -> list[Path]:
+    """Write the report in `fmt` (html, json or csv) into folder `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        return write_csv(report, out)
+    path = out / f"report.{fmt}"
+    text = render_json(report) if fmt == "json" else render_html(report)
+    path.write_text(text, encoding="utf-8")
+    return [path]
+
+
+# -- SVG charts ---------------------------------------------------------------------------------
+
+INK = "#1f2933"
+MUTED = "#7b8794"
+GRID = "#e4e7eb"
+BLUE = "#2f6fb0"
+LIGHT_BLUE = "#9cc3e6"
+RED = "#c0392b"
+AMBER = "#d68910"
+GREEN = "#2e8b57"
+FONT = "font-family='Helvetica, Arial, sans-serif'"
+
+
+def _t(text: Any) -> str:
+    return escape(str(text), quote=True)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
+
+
+def _ticks(top: float, count: int = 5) -> list[float]:
+    if top <= 0:
+        return [0.0]
+    raw = top / count
+    magnitude = 10 ** len(str(int(raw))) / 10 if raw >= 1 else 1
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    ticks, value = [], 0.0
+    while value <= top + 1e-9:
+        ticks.append(value)
+        value += step
+    return ticks
+
+
+def _short(text: str, width: int = 34) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def svg_box_plot(rows: Sequence[Row], histogram: Sequence[Row], *, limit: int = 15) -> str:
+    """Dwell time per authority: box (quartiles), median line, whiskers (min to max), P90 tick,
+    and a strip of the observed values (one dot per distinct day, area by number of hops)."""
+    shown = [r for r in rows if r["hops"]][:limit]
+    if not shown:
+        return ""
+    label_w, plot_w, row_h, top_pad = 260, 560, 34, 28
+    height = top_pad + row_h * len(shown) + 30
+    top_value = max(float(r["bd_max"]) for r in shown) or 1.0
+    ticks = _ticks(top_value)
+    top_value = max(top_value, ticks[-1])
+
+    def x(v: float) -> float:
+        return label_w + plot_w * v / top_value
+
+    parts = [
+        f"<svg role='img' aria-label='Dwell time per authority' viewBox='0 0 "
+        f"{label_w + plot_w + 20} {height}' width='100%' {FONT} font-size='12'>",
+        "<title>Dwell time per authority, business days</title>",
+    ]
+    for t in ticks:
+        parts.append(
+            f"<line x1='{x(t):.1f}' x2='{x(t):.1f}' y1='{top_pad - 6}' y2='{height - 24}' "
+            f"stroke='{GRID}'/><text x='{x(t):.1f}' y='{height - 8}' text-anchor='middle' "
+            f"fill='{MUTED}'>{_fmt(t)}</text>"
+        )
+    parts.append(
+        f"<text x='{label_w}' y='14' fill='{MUTED}'>business days each hop was held</text>"
+    )
+    dots: dict[tuple[str, str], list[Row]] = {}
+    for h in histogram:
+        dots.setdefault((h["country"], h["authority"]), []).append(h)
+    for n, r in enumerate(shown):
+        cy = top_pad + row_h * n + row_h / 2
+        parts.append(
+            f"<text x='{label_w - 8}' y='{cy + 4:.1f}' text-anchor='end' fill='{INK}'>"
+            f"{_t(_short(r['authority_name']))} ({_t(r['country'])})</text>"
+        )
+        lo, hi = x(r["bd_min"]), x(r["bd_max"])
+        q1, q3, med, p90 = x(r["bd_p25"]), x(r["bd_p75"]), x(r["bd_median"]), x(r["bd_p90"])
+        mine = dots.get((r["country"], r["authority"]), [])
+        most = max((d["hops"] for d in mine), default=1)
+        for d in mine:
+            radius = 1.5 + 3.5 * (d["hops"] / most) ** 0.5
+            parts.append(
+                f"<circle cx='{x(d['business_days']):.1f}' cy='{cy + 9:.1f}' r='{radius:.1f}' "
+                f"fill='{BLUE}' fill-opacity='0.35'><title>{d['business_days']} business days: "
+                f"{d['hops']} hops</title></circle>"
+            )
+        parts.append(
+            f"<line x1='{lo:.1f}' x2='{hi:.1f}' y1='{cy - 3:.1f}' y2='{cy - 3:.1f}' "
+            f"stroke='{MUTED}'/>"
+            f"<rect x='{q1:.1f}' y='{cy - 11:.1f}' width='{max(q3 - q1, 1):.1f}' height='16' "
+            f"fill='{LIGHT_BLUE}' stroke='{BLUE}'><title>{_t(r['authority_name'])}: median "
+            f"{r['bd_median']}, quartiles {r['bd_p25']} to {r['bd_p75']}, P90 {r['bd_p90']}, "
+            f"max {r['bd_max']} business days over {r['hops']} hops</title></rect>"
+            f"<line x1='{med:.1f}' x2='{med:.1f}' y1='{cy - 11:.1f}' y2='{cy + 5:.1f}' "
+            f"stroke='{INK}' stroke-width='2'/>"
+            f"<line x1='{p90:.1f}' x2='{p90:.1f}' y1='{cy - 8:.1f}' y2='{cy + 2:.1f}' "
+            f"stroke='{RED}' stroke-width='2'/>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def svg_pareto(rows: Sequence[Row], *, limit: int = 12) -> str:
+    """Delay attribution: bars of each authority's share, largest first, and the cumulative
+    share as a line."""
+    shown = list(rows)[:limit]
+    if not shown:
+        return ""
+    left, bar_w, gap, plot_h, top_pad = 50, 56, 14, 220, 20
+    width = left + (bar_w + gap) * len(shown) + 140
+    height = top_pad + plot_h + 150
+
+    def y(share: float) -> float:
+        return top_pad + plot_h * (1 - share)
+
+    parts = [
+        f"<svg role='img' aria-label='Delay attribution' viewBox='0 0 {width} {height}' "
+        f"width='100%' {FONT} font-size='12'><title>Share of total delay per authority</title>"
+    ]
+    for t in (0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(
+            f"<line x1='{left}' x2='{width - 30}' y1='{y(t):.1f}' y2='{y(t):.1f}' "
+            f"stroke='{GRID}'/><text x='{left - 6}' y='{y(t) + 4:.1f}' text-anchor='end' "
+            f"fill='{MUTED}'>{round(t * 100)}%</text>"
+        )
+    cumulative, points = 0.0, []
+    for n, r in enumerate(shown):
+        bx = left + gap + n * (bar_w + gap)
+        cumulative += r["share"]
+        points.append(f"{bx + bar_w / 2:.1f},{y(cumulative):.1f}")
+        parts.append(
+            f"<rect x='{bx}' y='{y(r['share']):.1f}' width='{bar_w}' "
+            f"height='{plot_h * r['share']:.1f}' fill='{RED if n == 0 else AMBER}'>"
+            f"<title>{_t(r['authority_name'])}: {r['delay_business_days']:g} business days, "
+            f"{_pct(r['share'])}</title></rect>"
+            f"<text x='{bx + bar_w / 2}' y='{y(r['share']) - 4:.1f}' text-anchor='middle' "
+            f"fill='{INK}'>{_pct(r['share'])}</text>"
+            f"<text transform='translate({bx + bar_w / 2},{top_pad + plot_h + 10}) rotate(35)' "
+            f"fill='{INK}'>{_t(_short(r['authority_name'], 20))} ({_t(r['country'])})</text>"
+        )
+    parts.append(
+        f"<polyline points='{' '.join(points)}' fill='none' stroke='{INK}' stroke-width='2'/>"
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def svg_breach_trend(rows: Sequence[Row], *, months: int = 36) -> str:
+    """Share of hops closed past their deadline, by month of closing."""
+    shown = list(rows)[-months:]
+    if not shown:
+        return ""
+    left, plot_w, plot_h, top_pad = 50, 640, 200, 24
+    step = plot_w / len(shown)
+    height = top_pad + plot_h + 50
+
+    def y(rate: float) -> float:
+        return top_pad + plot_h * (1 - rate)
+
+    parts = [
+        f"<svg role='img' aria-label='Breach trend by month' viewBox='0 0 {left + plot_w + 20} "
+        f"{height}' width='100%' {FONT} font-size='11'><title>Hops closed late, by month</title>"
+        f"<text x='{left}' y='10' fill='{MUTED}'>share of hops closed after their deadline, "
+        "by month of closing</text>"
+    ]
+    for t in (0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(
+            f"<line x1='{left}' x2='{left + plot_w}' y1='{y(t):.1f}' y2='{y(t):.1f}' "
+            f"stroke='{GRID}'/><text x='{left - 6}' y='{y(t) + 4:.1f}' text-anchor='end' "
+            f"fill='{MUTED}'>{round(t * 100)}%</text>"
+        )
+    every = max(1, len(shown) // 12)
+    for n, r in enumerate(shown):
+        rate = r["breach_rate"] or 0.0
+        bx = left + n * step + step * 0.15
+        parts.append(
+            f"<rect x='{bx:.1f}' y='{y(rate):.1f}' width='{step * 0.7:.1f}' "
+            f"height='{plot_h * rate:.1f}' fill='{RED if rate > 0.5 else AMBER}'>"
+            f"<title>{r['month']}: {r['breached']} of {r['closed_hops']} hops late "
+            f"({_pct(rate)})</title></rect>"
+        )
+        if n % every == 0:
+            parts.append(
+                f"<text x='{bx + step * 0.35:.1f}' y='{top_pad + plot_h + 16}' "
+                f"text-anchor='middle' fill='{MUTED}'>{_t(r['month'])}</text>"
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _over_sla(row: Row) -> bool | None:
+    sla = row["sla"]
+    if sla.endswith("bd") and row["bd_median"] is not None:
+        return bool(row["bd_median"] > int(sla[:-2]))
+    if sla.endswith("d") and row["cd_median"] is not None:
+        return bool(row["cd_median"] > int(sla[:-1]))
+    if sla.endswith("h") and row["cd_median"] is not None:
+        return bool(row["cd_median"] * 24 > int(sla[:-1]))
+    return None
+
+
+def svg_chain(steps: Sequence[Row]) -> str:
+    """One route's chain of authorities, each with its SLA and observed median time."""
+    if not steps:
+        return ""
+    box_w, box_h, gap, per_row = 150, 78, 34, 5
+    rows_needed = (len(steps) + per_row - 1) // per_row
+    width = per_row * box_w + (per_row - 1) * gap + 20
+    height = rows_needed * (box_h + 30) + 10
+    parts = [
+        f"<svg role='img' aria-label='Chain of {_t(steps[0]['route'])}' viewBox='0 0 {width} "
+        f"{height}' width='100%' {FONT} font-size='11'>"
+        f"<title>{_t(steps[0]['route_name'])} ({_t(steps[0]['country'])})</title>"
+    ]
+    for n, s in enumerate(steps):
+        col, line = n % per_row, n // per_row
+        bx, by = 10 + col * (box_w + gap), 10 + line * (box_h + 30)
+        late = _over_sla(s)
+        stroke = RED if late else (GREEN if late is False else MUTED)
+        dash = " stroke-dasharray='4 3'" if s["conditional"] else ""
+        median = (
+            f"median {_fmt(s['bd_median'])} bd / {_fmt(s['cd_median'])} d"
+            if s["bd_median"] is not None
+            else "no closed hop yet"
+        )
+        parts.append(
+            f"<rect x='{bx}' y='{by}' width='{box_w}' height='{box_h}' rx='6' fill='white' "
+            f"stroke='{stroke}' stroke-width='2'{dash}><title>{_t(s['step'])} at "
+            f"{_t(s['authority_name'])}: SLA {_t(s['sla'])}, {_t(median)}</title></rect>"
+            f"<text x='{bx + 8}' y='{by + 16}' font-weight='bold' fill='{INK}'>"
+            f"{s['position']}. {_t(_short(s['step'], 20))}</text>"
+            f"<text x='{bx + 8}' y='{by + 32}' fill='{INK}'>"
+            f"{_t(_short(s['authority_name'], 24))}</text>"
+            f"<text x='{bx + 8}' y='{by + 50}' fill='{MUTED}'>SLA {_t(s['sla'])}, "
+            f"{s['hops']} hops</text>"
+            f"<text x='{bx + 8}' y='{by + 66}' fill='{stroke}'>{_t(median)}</text>"
+        )
+        if n + 1 < len(steps) and col + 1 < per_row:  # a new line continues the numbering
+            ax = bx + box_w
+            parts.append(
+                f"<line x1='{ax + 2}' x2='{ax + gap - 4}' y1='{by + box_h / 2}' "
+                f"y2='{by + box_h / 2}' stroke='{INK}' stroke-width='1.5'/>"
+                f"<polygon points='{ax + gap - 4},{by + box_h / 2 - 4} {ax + gap},"
+                f"{by + box_h / 2} {ax + gap - 4},{by + box_h / 2 + 4}' fill='{INK}'/>"
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# -- HTML ----------------------------------------------------------------------------------------
+
+CSS = """
+body{font-family:Helvetica,Arial,sans-serif;color:#1f2933;max-width:1100px;margin:2em auto;
+padding:0 1em;line-height:1.4}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid
+#e4e7eb;padding-bottom:.2em}h3{font-size:1.05em}
+.meta{color:#7b8794}.headlines{background:#fdf6e3;border-left:4px solid #d68910;padding:.6em 1.2em}
+.headlines li{margin:.3em 0}table{border-collapse:collapse;width:100%;font-size:.85em;margin:.6em 0}
+th,td{border-bottom:1px solid #e4e7eb;padding:.25em .5em;text-align:left;vertical-align:top}
+th{background:#f5f7fa}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.high{color:#c0392b;font-weight:bold}.mid{color:#d68910}.low{color:#2e8b57}
+.note{color:#7b8794;font-size:.85em}.figures{display:flex;flex-wrap:wrap;gap:.6em}
+.figure{border:1px solid #e4e7eb;border-radius:6px;padding:.4em .8em;min-width:9em}
+.figure b{display:block;font-size:1.3em}
+"""
+
+
+PERCENT_COLUMNS = {
+    "share",
+    "risk",
+    "breach_rate",
+    "rework_rate",
+    "late_share",
+    "execution_rate",
+    "partial_rate",
+    "executed_any_rate",
+    "uncac_share",
+    "share_of_dwell",
+}
+
+
+def _value(value: Any, key: str = "") -> str:
+    if value is None:
+        return "–"
+    if key in PERCENT_COLUMNS and isinstance(value, int | float):
+        return f"{100 * value:.1f}%" if 0 < value < 0.1 else _pct(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    return str(value)
+
+
+def _table(
+    rows: Sequence[Row],
+    columns: Sequence[tuple[str, str]],
+    *,
+    limit: int = 200,
+    name: str = "",
+    classes: dict[str, Any] | None = None,
+) -> str:
+    if not rows:
+        return "<p class='note'>Nothing to show.</p>"
+    head = "".join(f"<th>{_t(title)}</th>" for _, title in columns)
+    body = []
+    for row in rows[:limit]:
+        cells = []
+        for key, _ in columns:
+            value = row.get(key)
+            css = "n" if isinstance(value, int | float) and not isinstance(value, bool) else ""
+            if classes and key in classes:
+                css += " " + classes[key](value)
+            cells.append(f"<td class='{css.strip()}'>{_t(_value(value, key))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = ""
+    if len(rows) > limit:
+        more = (
+            f"<p class='note'>Showing {limit} of {len(rows)} rows; the JSON and CSV outputs "
+            f"hold them all ({_t(name)}).</p>"
+        )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+
+
+def _risk_class(value: Any) -> str:
+    if value is None:
+        return ""
+    return "high" if value >= LIKELY else ("mid" if value >= 0.2 else "low")
+
+
+AUTHORITY = [("authority_name", "Authority"), ("country", "Country")]
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """The report as one self-contained HTML page."""
+    t = report["tables"]
+    s = report["summary"]
+    overall = [r for r in t["delay_attribution"] if r["scope"] == "all"]
+    figures = [
+        ("Cases", s["cases"]),
+        ("Open", s["open_cases"]),
+        ("Hops overdue now", s["overdue_now"]),
+        ("Hops closed late", _pct(s["breach_rate"]) if s["breach_rate"] is not None else "–"),
+        ("Executed", _pct(s["execution_rate"]) if s["execution_rate"] is not None else "–"),
+        ("Likely to prescribe", s["likely_to_prescribe"]),
+        ("UNCAC as legal basis", _pct(s["uncac_share"]) if s["uncac_share"] is not None else "–"),
+    ]
+    chains: dict[tuple[str, str], list[Row]] = {}
+    for row in t["chains"]:
+        chains.setdefault((row["country"], row["route"]), []).append(row)
+    used = [steps for steps in chains.values() if any(x["hops"] for x in steps)]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>Audit report: {_t(report['scope'])}</title><style>{CSS}</style></head><body>",
+        f"<h1>Audit report: {_t(report['scope'])}</h1>",
+        f"<p class='meta'>Ledger as of {_t(report['as_of'])}; generated "
+        f"{_t(report['generated_at'])}. Cases are identified by reference only.</p>",
+        "<ul class='headlines'>",
+        *(f"<li>{_t(h)}</li>" for h in report["headlines"]),
+        "</ul><div class='figures'>",
+        *(f"<div class='figure'><b>{_t(v)}</b>{_t(k)}</div>" for k, v in figures),
+        "</div>",
+        "<h2>Where delay builds up</h2>",
+        "<p class='note'>Each closed case's lateness (the business days its hops ran past their "
+        "deadlines, less the days early hops saved) is split over the hops that ran late, in "
+        "proportion to how late each ran, and totalled per authority.</p>",
+        svg_pareto(overall),
+        _table(
+            t["delay_attribution"],
+            [
+                ("scope", "Scope"),
+                ("rank", "Rank"),
+                *AUTHORITY,
+                ("delay_business_days", "Business days late"),
+                ("share", "Share"),
+                ("hops_late", "Late hops"),
+            ],
+            limit=30,
+            name="delay_attribution",
+        ),
+        "<h2>How long each authority holds a request</h2>",
+        "<p class='note'>Box: middle half of closed hops; black line: median; red tick: 90th "
+        "percentile; whiskers: shortest to longest; dots: hops per number of days.</p>",
+        svg_box_plot(t["dwell_by_authority"], t["dwell_histogram"]),
+        _table(
+            t["dwell_by_authority"],
+            [
+                *AUTHORITY,
+                ("hops", "Closed hops"),
+                ("open_hops", "Open"),
+                ("bd_median", "Median bd"),
+                ("bd_p90", "P90 bd"),
+                ("bd_max", "Max bd"),
+                ("cd_median", "Median days"),
+                ("cd_p90", "P90 days"),
+                ("cd_max", "Max days"),
+            ],
+            name="dwell_by_authority",
+        ),
+        "<h2>The chains, with their median times</h2>",
+        "<p class='note'>Green: median within the SLA; red: over it; dashed: a step that applies "
+        "to some requests only.</p>",
+        *(
+            f"<h3>{_t(steps[0]['route_name'])} ({_t(steps[0]['country'])})</h3>" + svg_chain(steps)
+            for steps in used
+        ),
+        "<h2>Deadlines</h2>",
+        svg_breach_trend(t["breaches_by_month"]),
+        _table(
+            t["breaches_by_authority"],
+            [
+                *AUTHORITY,
+                ("closed_hops", "Closed hops"),
+                ("breached", "Late"),
+                ("breach_rate", "Late share"),
+                ("days_late_median", "Median bd late"),
+                ("days_late_max", "Max bd late"),
+                ("open_hops", "Open"),
+                ("overdue_now", "Overdue now"),
+            ],
+            name="breaches_by_authority",
+        ),
+        "<h3>Overdue now</h3>",
+        _table(
+            t["overdue_now"],
+            [
+                ("reference", "Reference"),
+                ("hop", "Hop"),
+                ("step", "Step"),
+                *AUTHORITY,
+                ("due_at", "Due"),
+                ("days_late", "Business days late"),
+            ],
+            limit=50,
+            name="overdue_now",
+        ),
+        "<h2>Prescription risk</h2>",
+        "<p class='note'>Risk: the chance that the remaining hops finish on or after the "
+        "prescription date, from the observed dwell times of each authority and step (their "
+        "SLAs while fewer than 20 hops are on record). Slack: days from the median completion "
+        "to the prescription date.</p>",
+        _table(
+            t["risk_register"],
+            [
+                ("reference", "Reference"),
+                ("country", "Country"),
+                ("step", "Now at"),
+                ("prescription_date", "Prescription"),
+                ("p50_completion", "Completion P50"),
+                ("p90_completion", "Completion P90"),
+                ("risk", "Risk"),
+                ("slack_days", "Slack (days)"),
+                ("basis", "Basis"),
+                ("prescription_why", "Why this date"),
+            ],
+            limit=100,
+            name="risk_register",
+            classes={"risk": _risk_class},
+        ),
+        "<h2>Clock stops</h2>",
+        _table(
+            t["stops"],
+            [
+                *AUTHORITY,
+                ("hops_stopped", "Hops stopped"),
+                ("stops", "Stops"),
+                ("running_now", "Stopped now"),
+                ("business_days_stopped", "Business days"),
+                ("calendar_days_stopped", "Calendar days"),
+                ("share_of_dwell", "Share of time held"),
+            ],
+            name="stops",
+        ),
+        "<h2>Handoffs</h2>",
+        _table(
+            t["handoffs"],
+            [
+                ("country", "Country"),
+                ("from_step", "From step"),
+                ("from_authority", "From"),
+                ("to_step", "To step"),
+                ("to_authority", "To"),
+                ("handoffs", "Handoffs"),
+                ("via_requester", "Via the requester"),
+                ("gap_bd_median", "Median gap bd"),
+                ("gap_bd_max", "Max gap bd"),
+                ("gap_cd_median", "Median gap days"),
+            ],
+            name="handoffs",
+        ),
+        "<h2>Rework</h2>",
+        _table(
+            t["rework_by_authority"],
+            [
+                *AUTHORITY,
+                ("closed_hops", "Closed hops"),
+                ("returned", "Returned"),
+                ("reassigned", "Reassigned"),
+                ("rework_rate", "Rework share"),
+                ("repeated_hops", "Steps redone"),
+                ("repeated_business_days", "Business days redone"),
+            ],
+            name="rework_by_authority",
+        ),
+        _table(
+            t["rework_by_cause"],
+            [
+                ("cause", "Delay cause"),
+                ("returned", "Returned"),
+                ("reassigned", "Reassigned"),
+                ("total", "Total"),
+                ("share", "Share"),
+            ],
+            name="rework_by_cause",
+        ),
+        "<h2>Refusals</h2>",
+        _table(
+            t["refusals"],
+            [
+                *AUTHORITY,
+                ("ground", "Ground"),
+                ("refusals", "Refusals"),
+                ("prohibited_by_uncac", "Prohibited by UNCAC"),
+            ],
+            name="refusals",
+            classes={"prohibited_by_uncac": lambda v: "high" if v else ""},
+        ),
+        "<h2>Execution</h2>",
+        _table(
+            t["execution"],
+            [
+                ("country", "Country"),
+                ("route", "Route"),
+                ("closed_cases", "Closed"),
+                ("executed", "Executed"),
+                ("partially_executed", "Partly"),
+                ("refused", "Refused"),
+                ("withdrawn", "Withdrawn"),
+                ("execution_rate", "Executed share"),
+                ("executed_any_rate", "Executed at least partly"),
+            ],
+            name="execution",
+        ),
+        "<h2>Late entries</h2>",
+        "<p class='note'>Decisions recorded more than "
+        f"{s['late_after_hours']:g} hours after they happened.</p>",
+        _table(
+            [r for r in t["late_entries"] if r["late_entries"]],
+            [
+                *AUTHORITY,
+                ("decisions", "Decisions"),
+                ("late_decisions", "Entered late"),
+                ("late_share", "Late share"),
+                ("late_entries", "All late entries"),
+                ("lag_days_median", "Median lag (days)"),
+                ("lag_days_max", "Max lag (days)"),
+            ],
+            name="late_entries",
+        ),
+        "<h2>Statistics</h2>",
+        _table(
+            t["uncac_usage"],
+            [
+                ("country", "Country"),
+                ("direction", "Direction"),
+                ("year", "Year"),
+                ("requests", "Requests"),
+                ("uncac", "On UNCAC"),
+                ("uncac_share", "UNCAC share"),
+            ],
+            name="uncac_usage",
+        ),
+        _table(
+            t["statistics"],
+            [
+                ("country", "Country"),
+                ("direction", "Direction"),
+                ("counterpart", "Counterpart"),
+                ("offence_category", "Offence"),
+                ("legal_basis", "Legal basis"),
+                ("kind", "Kind"),
+                ("year", "Year"),
+                ("requests", "Requests"),
+            ],
+            name="statistics",
+        ),
+        "<p class='note'>Medians and percentiles interpolate between the two nearest values. "
+        "Business days follow each authority's calendar (weekends, public holidays, closures); "
+        "calendar days count local dates. Cases are selected by registration date.</p>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
