@@ -491,14 +491,16 @@ def _collect(cursor: Any, *, chunk: int = 100_000) -> list[Any]:
 
 
 def read_columns(conn: Connection, stmt: Select[*tuple[Any, ...]]) -> list[Any]:
-    """Run `stmt` and collect its columns straight from the driver's cursor: every column is a
-    plain integer or text, so SQLAlchemy's result processing is skipped. (Not with
-    `stream_results`: SQLAlchemy would buffer the first rows of such a cursor itself.)"""
-    result = conn.execute(stmt)
+    """Run `stmt` in `conn`'s transaction and collect its columns from a cursor of the driver's
+    own: every column is a plain integer or text, so SQLAlchemy's result processing (and any
+    row buffering its execution options ask for) is skipped."""
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        return _collect(result.cursor)
+        cursor.execute(sql)
+        return _collect(cursor)
     finally:
-        result.close()
+        cursor.close()
 
 
 class _Reader:
