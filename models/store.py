@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from operator import attrgetter, itemgetter
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Date, insert, select, update
+from sqlalchemy import JSON, Date, Select, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -139,6 +140,20 @@ _CASE_LOADED = [
 ]
 
 
+@lru_cache(maxsize=1)
+def _load_case_statement() -> Select[Any]:
+    """The case row joined with its open hop; built once (constructing it costs more than
+    running it)."""
+    return (
+        select(
+            *[getattr(Request, n) for n in _CASE_LOADED],
+            *[getattr(Step, n) for n in _HOP_FIELDS],
+        )
+        .outerjoin(Step, (Step.request_id == Request.id) & (Step.hop == Request.current_hop))
+        .where(Request.reference == bindparam("reference"))
+    )
+
+
 @dataclass
 class Appended:
     case: Case
@@ -177,14 +192,7 @@ class CaseStore:
         found = self.cases.get(reference)
         if found is not None:
             return found
-        row = self.session.execute(
-            select(
-                *[getattr(Request, n) for n in _CASE_LOADED],
-                *[getattr(Step, n) for n in _HOP_FIELDS],
-            )
-            .outerjoin(Step, (Step.request_id == Request.id) & (Step.hop == Request.current_hop))
-            .where(Request.reference == reference)
-        ).first()
+        row = self.session.execute(_load_case_statement(), {"reference": reference}).first()
         if row is None:
             raise NotFound(f"no case {reference!r}: check the reference (e.g. SV-2026-000123)")
         values = list(row)
