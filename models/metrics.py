@@ -508,7 +508,7 @@ class _Reader:
     at the same time in a forked process with its own connection.
 
     Fetching rows costs a Python object per value, so one process tops out at about a million
-    rows a second whatever SQLite can do; a second process on the second core halves the time.
+    rows a second whatever SQLite can do; a second process on the second core reads the rest.
     The child sees what the session sees: the ledger's sessions begin with BEGIN IMMEDIATE, so
     no writer can commit while the session's transaction is open (uncommitted writes of the
     session itself are not seen: a report only reads). Where forking is not safe (another
@@ -609,28 +609,25 @@ def _load(
     where = case_conditions(filters)
     in_scope = _in_scope(where)
     versions = conn.execute(select(RoutingVersion.version)).scalars().all()
-    # Halves of `steps` by row id (ranges of the table itself, read in storage order): the
-    # upper half and the scans that return few rows go to the child, the rest stays here.
-    low, high = conn.execute(select(func.min(Step.id), func.max(Step.id))).one()
-    split = ((low or 0) + (high or 0)) // 2 + 1
-    steps = _steps_select(dialect, where)
+    pinned = {v: routings.pinned(session, v) for v in versions}
+    # The child reads the cases and the scans that return few rows; this process reads the hops
+    # and builds the business calendars meanwhile: about the same work on each of two cores.
+    cases_stmt, flags = _cases_select(dialect, where)
     child = reader.elsewhere(
         [
-            steps.where(Step.id >= split),
+            cases_stmt,
             _details_select(dialect, where),
             _late_select(dialect, in_scope, late_after_s),
             prescription_select(dialect, filters),
         ]
     )
-    pinned = {v: routings.pinned(session, v) for v in versions}
-    cases = _load_cases(conn, dialect, where, pinned)
-    lower = reader.read(steps.where(Step.id < split))
-    for routing in pinned.values():  # build the calendars while the child reads
-        for authority in routing.config.authorities:
+    for routing in pinned.values():
+        for authority in [None, *routing.config.authorities]:
             routing.calendar(authority)
-    upper, details, late, prescriptions = child()
-    rows = [np.concatenate([_ints(a), _ints(b)]) for a, b in zip(lower, upper, strict=True)]
-    hops = _hops_from(rows, details, conn, cases, pinned)
+    steps = reader.read(_steps_select(dialect, where))
+    case_rows, details, late, prescriptions = child()
+    cases = _cases_from(case_rows, flags, pinned)
+    hops = _hops_from(steps, details, conn, cases, pinned)
     data = AuditData(
         filters=filters,
         now=now,
@@ -729,9 +726,9 @@ def _late_from(rows: list[Any], data: AuditData) -> LateEntries:
     return LateEntries(hop, kind, _ints(rows[4]))
 
 
-def _load_cases(
-    conn: Connection, dialect: str, where: list[ColumnElement[bool]], pinned: dict[str, Routing]
-) -> Cases:
+def _cases_select(
+    dialect: str, where: list[ColumnElement[bool]]
+) -> tuple[Select[*tuple[Any, ...]], _Packed]:
     flags = _Packed(
         [
             ("direction", _code_of(Request.direction, DIRECTIONS), len(DIRECTIONS) + 1),
@@ -747,8 +744,7 @@ def _load_cases(
             ("hop_count", Request.hop_count, HOP_RADIX),
         ]
     )
-    rows = read_columns(
-        conn,
+    stmt = (
         select(
             Request.id,
             Request.reference,
@@ -759,8 +755,12 @@ def _load_cases(
             _day_number(dialect, Request.prescription_date),
         )
         .where(*where)
-        .order_by(Request.id),
+        .order_by(Request.id)
     )
+    return stmt, flags
+
+
+def _cases_from(rows: list[Any], flags: _Packed, pinned: dict[str, Routing]) -> Cases:
     coder = _Coder()
     coder.add(_text(rows[2]))
     d = split_coded(coder.done(), ["version", "route", "counterpart"])
@@ -806,7 +806,8 @@ def _scope(where: list[ColumnElement[bool]]) -> list[ColumnElement[bool]]:
 def _steps_select(dialect: str, where: list[ColumnElement[bool]]) -> Select[*tuple[Any, ...]]:
     """One row of five integers per hop: the hot loop of the report."""
     outcome = _code_of(Step.outcome, OUTCOMES)
-    # No ORDER BY: SQLite would sort a million rows in a temporary tree; `_hops_from` sorts.
+    # No ORDER BY: SQLite would sort a million rows in a temporary tree; `_hops_from` sorts
+    # (rows usually arrive in order already).
     return select(
         cast(Step.request_id, BigInteger) * literal(HOP_RADIX, BigInteger) + Step.hop,
         epoch_seconds(dialect, Step.opened_at),
