@@ -535,9 +535,11 @@ def risk_register(
             if seen.requester_counted
             else "waiting on the requester: its answer time is not counted (no past returns)"
         )
+        known = (position.prescription_day != NO_DAY).tolist()
+        risk = np.round(fc.risk, 4).tolist()
+        slack = fc.slack_days.tolist()
+        left = (position.prescription_day - position.today).tolist()
         for k, case in enumerate(position.cases.tolist()):
-            presc = int(position.prescription_day[k])
-            known = presc != NO_DAY
             moves = histories.get(int(cases.id[case]), [])
             h = int(current[case])
             rows.append(
@@ -548,15 +550,15 @@ def risk_register(
                     "status": cases.status.label(case),
                     "step": hops.step.label(h) if h >= 0 else "with requester",
                     "authority": hops.holder.label(h) if h >= 0 else None,
-                    "prescription_date": due[k] if known else None,
+                    "prescription_date": due[k] if known[k] else None,
                     "prescription_running": bool(cases.prescription_running[case]),
                     "prescription_why": moves[-1]["why"] if moves else "",
                     "prescription_history": moves,
-                    "days_to_prescription": presc - int(position.today[k]) if known else None,
+                    "days_to_prescription": left[k] if known[k] else None,
                     "p50_completion": p50[k],
                     "p90_completion": p90[k],
-                    "risk": round(float(fc.risk[k]), 4) if known else None,
-                    "slack_days": int(fc.slack_days[k]) if known else None,
+                    "risk": risk[k] if known[k] else None,
+                    "slack_days": slack[k] if known[k] else None,
                     "basis": seen.basis,
                     "remaining": remaining,
                     "note": note,
