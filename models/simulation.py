@@ -313,7 +313,6 @@ class _StepPlan:
 
 @dataclass(frozen=True, slots=True)
 class _RoutePlan:
-    route_id: str
     steps: tuple[_StepPlan, ...]
     main_path: tuple[int, ...]
     """The steps a request visits when every holder moves it on (the first advance each time)."""
@@ -1196,7 +1195,7 @@ def _route_plan(routing: Routing, route: Route, applies: tuple[bool, ...]) -> _R
             break
         path.append(following)
         seen.add(following)
-    return _RoutePlan(route.id, tuple(steps), tuple(path))
+    return _RoutePlan(tuple(steps), tuple(path))
 
 
 # -- small helpers ------------------------------------------------------------------------------
@@ -1247,13 +1246,9 @@ def _working_instant(calendar: Calendar, instant: datetime, minute: int, *, step
     return int(local.timestamp())
 
 
-def closed_cases(summary: SimulationSummary) -> int:
-    return sum(summary.outcomes.values())
-
-
 def describe(summary: SimulationSummary) -> Iterable[str]:
     """The summary as lines of text, for the command line and the flow's log."""
-    closed = closed_cases(summary)
+    closed = sum(summary.outcomes.values())
     yield (
         f"{summary.cases:,} cases from {summary.start.date()} to {summary.end.date()} "
         f"in {', '.join(summary.countries)} (seed {summary.seed})"
