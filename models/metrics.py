@@ -937,7 +937,8 @@ def _name_hops(conn: Connection, hops: Hops, cases: Cases, pinned: dict[str, Rou
     )
     unnamed = np.flatnonzero(holder_code < 0)
     moved.update(int(cases.id[hops.case[i]]) for i in unnamed)
-    wanted = sorted(r for r in moved if np.searchsorted(cases.id, r) < len(cases))
+    ids = np.array(sorted(moved), dtype=np.int64)
+    wanted = ids[np.isin(ids, cases.id)].tolist()
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
         found = conn.execute(

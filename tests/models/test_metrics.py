@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from audit_scenario import NOW, Script, play, sv, sv_script, us_script
+from audit_scenario import NOW, Script, at, play, sv, sv_script, us_script
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,6 +131,25 @@ def test_rework_counts_returns_with_their_delay_causes(audited):
         {"cause": "incomplete_request", "returned": 1, "reassigned": 0, "total": 1, "share": 1.0}
     ]
     assert metrics.returned_cases(data=data) == 1
+
+
+def test_a_reassigned_hop_counts_at_the_authority_that_held_it(ledger, routings):
+    refs = play(ledger, routings, [
+        (at(2, 2, 9), "R", "register", {"data": sv()}),
+        (at(2, 4), "R", "reassign", {"to": "mjsp", "note": "sent to the ministry by mistake"}),
+        (at(2, 9), "R", "decide", {"outcome": "forwarded"}),
+    ])  # fmt: skip
+    data = audit(ledger, routings)
+    held = [(h["authority"], h["hop"], h["business_days"]) for h in metrics.hop_dwell(data=data)]
+    assert held == [("fgr", 1, 2), ("mjsp", 2, 3)]  # Mon 2 -> Wed 4, Wed 4 -> Mon 9 Feb
+    fgr = by(metrics.rework_by_authority(data=data), authority="fgr")
+    assert (fgr["reassigned"], fgr["rework_rate"]) == (1, 1.0)
+    assert metrics.rework_by_cause(data=data)[0]["cause"] == "wrong_authority"
+    # After the ministry forwarded it, the route goes on at the Court, not back to fgr.
+    overdue = metrics.overdue_now(data=data)
+    assert [(r["reference"], r["hop"], r["step"], r["authority"]) for r in overdue] == [
+        (refs["R"], 3, "court", "csj")
+    ]
 
 
 def test_refusals_flag_grounds_uncac_prohibits(audited):
