@@ -238,9 +238,6 @@ class Cases:
     """Days since 1970-01-01 of the prescription date; NO_DAY when none is configured."""
     prescription_running: Bools
     """A suspension is still running: the date is the earliest it can be, and may move later."""
-    current_hop: I64
-    """The open hop, 0 when none is open."""
-    hop_count: I64
     registered_day: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     """Local registration day (days since 1970-01-01) in the country's calendar."""
 
@@ -740,8 +737,6 @@ def _cases_select(
             ("coercive", case((Request.coercive, 1), else_=0), 2),
             ("urgent", case((Request.urgent, 1), else_=0), 2),
             ("running", case((Request.prescription_running, 1), else_=0), 2),
-            ("current_hop", func.coalesce(Request.current_hop, 0), HOP_RADIX),
-            ("hop_count", Request.hop_count, HOP_RADIX),
         ]
     )
     stmt = (
@@ -790,8 +785,6 @@ def _cases_from(rows: list[Any], flags: _Packed, pinned: dict[str, Routing]) -> 
         closed_at=_ints(rows[5]),
         prescription_day=_ints(rows[6]),
         prescription_running=f["running"] == 1,
-        current_hop=f["current_hop"],
-        hop_count=f["hop_count"],
     )
 
 
