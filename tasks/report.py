@@ -353,6 +353,11 @@ def _ticks(top: float, count: int = 5) -> list[float]:
     return ticks
 
 
+def _size(width: float) -> str:
+    """Drawn at its own width, narrower on a narrow screen: a small chart never balloons."""
+    return f"width='{width:.0f}' style='max-width:100%;height:auto'"
+
+
 def _short(text: str, width: int = 34) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -374,7 +379,8 @@ def svg_box_plot(rows: Sequence[Row], histogram: Sequence[Row], *, limit: int = 
 
     parts = [
         f"<svg role='img' aria-label='Dwell time per authority' viewBox='0 0 "
-        f"{label_w + plot_w + 20} {height}' width='100%' {FONT} font-size='12'>",
+        f"{label_w + plot_w + 20} {height}' {_size(label_w + plot_w + 20)} {FONT} "
+        "font-size='12'>",
         "<title>Dwell time per authority, business days</title>",
     ]
     for t in ticks:
@@ -437,7 +443,7 @@ def svg_pareto(rows: Sequence[Row], *, limit: int = 12) -> str:
 
     parts = [
         f"<svg role='img' aria-label='Delay attribution' viewBox='0 0 {width} {height}' "
-        f"width='100%' {FONT} font-size='12'><title>Share of total delay per authority</title>"
+        f"{_size(width)} {FONT} font-size='12'><title>Share of total delay per authority</title>"
     ]
     for t in (0, 0.25, 0.5, 0.75, 1.0):
         parts.append(
@@ -481,7 +487,8 @@ def svg_breach_trend(rows: Sequence[Row], *, months: int = 36) -> str:
 
     parts = [
         f"<svg role='img' aria-label='Breach trend by month' viewBox='0 0 {left + plot_w + 20} "
-        f"{height}' width='100%' {FONT} font-size='11'><title>Hops closed late, by month</title>"
+        f"{height}' {_size(left + plot_w + 20)} {FONT} font-size='11'>"
+        "<title>Hops closed late, by month</title>"
         f"<text x='{left}' y='10' fill='{MUTED}'>share of hops closed after their deadline, "
         "by month of closing</text>"
     ]
@@ -531,7 +538,7 @@ def svg_chain(steps: Sequence[Row]) -> str:
     height = rows_needed * (box_h + 30) + 10
     parts = [
         f"<svg role='img' aria-label='Chain of {_t(steps[0]['route'])}' viewBox='0 0 {width} "
-        f"{height}' width='100%' {FONT} font-size='11'>"
+        f"{height}' {_size(width)} {FONT} font-size='11'>"
         f"<title>{_t(steps[0]['route_name'])} ({_t(steps[0]['country'])})</title>"
     ]
     for n, s in enumerate(steps):
