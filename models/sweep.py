@@ -241,10 +241,17 @@ def sweep_rungs(
             # Each occurrence of a repeating rung follows from the one before, so walk them
             # forward instead of recounting from the first (what `rung_due` does).
             at = rung_due(rung, rung["fired"], calendar)
+            latest: int | None = None
             while at is not None and at <= stamp:
-                notices.append(_rung_notice(routing, holders, hop, rung, at, now))
+                latest = at
                 rung["fired"] += 1
                 at = _following(rung, at, calendar)
+            if latest is not None:
+                # Repeats missed while nobody swept (a watcher down for a week, a backlog
+                # imported late) collapse into one notice, the latest: the others would only
+                # say the same thing again. Its key is that occurrence's, so it stays unique.
+                occurrence = rung["fired"] - 1
+                notices.append(_rung_notice(routing, holders, hop, rung, occurrence, latest, now))
             if at is not None:
                 pending.append(at)
         following = datetime.fromtimestamp(min(pending), UTC) if pending else None
@@ -299,11 +306,16 @@ def _duration(text: str) -> Duration:
 
 
 def _rung_notice(
-    routing: Routing, holders: _Holders, hop: _DueHop, rung: dict[str, Any], at: int, now: datetime
+    routing: Routing,
+    holders: _Holders,
+    hop: _DueHop,
+    rung: dict[str, Any],
+    occurrence: int,
+    at: int,
+    now: datetime,
 ) -> Notice:
     calendar, holder = holders.calendar_and_name(routing, hop.holder)
     late = calendar.business_days_between(hop.due_at, now) if now > hop.due_at else 0
-    occurrence = rung["fired"]
     return Notice(
         key=f"step:{hop.id}:rung:{rung['n']}:{occurrence}",
         request_id=hop.request_id,
