@@ -397,9 +397,11 @@ def run() -> list[Result]:
     """The fastest of REPEATS reports, each in a fresh process, and the largest peak memory."""
     path = ledger_file()
     runs = [measure(path) for _ in range(REPEATS)]
+    load = os.getloadavg()[0]
     note = (
         f"build_report + JSON over {CASES:,} cases x {HOPS} hops from a SQLite ledger "
-        f"({path.name}); fresh process per run, best of {REPEATS}"
+        f"({path.name}); fresh process per run, best of {REPEATS}; load average {load:.1f} "
+        "when measured"
     )
     return [
         Result(
