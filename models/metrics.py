@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +53,7 @@ from models.errors import RogatoryError
 from models.ledger import Event, Request, RoutingVersion, Step
 from models.loader import Routing
 
+T = TypeVar("T")
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
@@ -185,10 +186,10 @@ class _Coder:
 
     def add(self, values: Sequence[Any]) -> None:
         index = self.index
+        for value in sorted(set(values) - index.keys()):  # sorted: the same codes every run
+            index[value] = len(index)
         self.parts.append(
-            np.fromiter(
-                (index.setdefault(v, len(index)) for v in values), dtype=np.int64, count=len(values)
-            )
+            np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=len(values))
         )
 
     def done(self) -> Coded:
@@ -521,8 +522,7 @@ class _Reader:
             self.dialect == "sqlite"
             and isinstance(bind, Engine)
             and bind.url.database not in (None, "", ":memory:")
-            and hasattr(os, "fork")
-            and threading.active_count() == 1
+            and fork_is_safe()
         ):
             self.path = bind.url.database
             self.sqlite_dialect = bind.dialect
@@ -537,37 +537,63 @@ class _Reader:
         """
         if self.path is None:
             return lambda: [self.read(stmt) for stmt in stmts]
+        path = self.path
         sqls = [
             str(s.compile(dialect=self.sqlite_dialect, compile_kwargs={"literal_binds": True}))
             for s in stmts
         ]
-        readable, writable = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: its own connection, never the parent's
-            os.close(readable)
+
+        def work() -> list[list[Any]]:  # a connection of its own, never the session's
+            conn = sqlite3.connect(path, timeout=30)
             try:
-                conn = sqlite3.connect(self.path, timeout=30)
-                found: Any = ("ok", [_collect(conn.execute(sql)) for sql in sqls])
-            except BaseException as exc:  # reported to the parent, which reads again itself
-                found = ("error", f"{type(exc).__name__}: {exc}")
-            try:
-                with os.fdopen(writable, "wb") as pipe:
-                    pipe.write(pickle.dumps(found, protocol=pickle.HIGHEST_PROTOCOL))
+                return [_collect(conn.execute(sql)) for sql in sqls]
             finally:
-                os._exit(0)
-        os.close(writable)
+                conn.close()
 
-        def wait() -> list[list[Any]]:
-            with os.fdopen(readable, "rb") as pipe:
-                payload = pipe.read()
-            os.waitpid(pid, 0)
-            answer: tuple[str, Any] = pickle.loads(payload) if payload else ("error", "no answer")
-            if answer[0] != "ok":
-                return [self.read(stmt) for stmt in stmts]
-            columns: list[list[Any]] = answer[1]
-            return columns
+        return beside(work)
 
-        return wait
+
+def fork_is_safe() -> bool:
+    """Forking copies only the calling thread: safe while it is the only one."""
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def beside(work: Callable[[], T]) -> Callable[[], T]:
+    """Start `work` in a forked child process, which sees this process's memory as it is now,
+    and return a function that waits for its (pickled) result.
+
+    Where forking is not safe, or the child fails, `work` runs here when its result is asked
+    for. The child must not use this process's database connections: it leaves with
+    `os._exit`, so it never closes them either.
+    """
+    if not fork_is_safe():
+        return work
+    readable, writable = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(readable)
+        try:
+            found: Any = ("ok", work())
+        except BaseException as exc:  # reported to the parent, which does the work itself
+            found = ("error", f"{type(exc).__name__}: {exc}")
+        try:
+            with os.fdopen(writable, "wb") as pipe:
+                pipe.write(pickle.dumps(found, protocol=pickle.HIGHEST_PROTOCOL))
+        finally:
+            os._exit(0)
+    os.close(writable)
+
+    def wait() -> T:
+        with os.fdopen(readable, "rb") as pipe:
+            payload = pipe.read()
+        os.waitpid(pid, 0)
+        answer: tuple[str, Any] = pickle.loads(payload) if payload else ("error", "no answer")
+        if answer[0] != "ok":
+            return work()
+        result: T = answer[1]
+        return result
+
+    return wait
 
 
 def _text(values: Any) -> list[str]:
@@ -1087,8 +1113,11 @@ def pair_stops(
     ends = np.where(resumed, at[nxt], now_s)
     which = hop_index[starts]
     days = np.zeros(starts.size, dtype=np.int64)
-    for calendar, rows in calendars:
-        mine = np.isin(which, rows)
+    calendar_of = np.full(len(hops), -1, dtype=np.int64)
+    for n, (_, rows) in enumerate(calendars):
+        calendar_of[rows] = n
+    for n, (calendar, _) in enumerate(calendars):
+        mine = calendar_of[which] == n
         if mine.any():
             days[mine] = calendar.calendar_days_between_many(at[starts][mine], ends[mine])
     return Stops(which, days, ~resumed)

@@ -12,6 +12,7 @@ import csv
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from models import metrics
-from models.metrics import AuditData, Filters, Row, load_audit
+from models.metrics import AuditData, Filters, Row, beside, load_audit
 from models.risk import SAMPLES, risk_register
 
 SCHEMA_ID = "rogatory-report"
@@ -75,14 +76,24 @@ def build_report(
     data = load_audit(
         session=session, routings=routings, filters=filters, now=now, late_after=late_after
     )
-    register = risk_register(data=data, session=session, samples=samples)
-    return assemble(data=data, register=register, generated_at=generated_at)
+    # The risk register (Monte Carlo) and the other tables are independent: on a second core
+    # the register is computed while this process computes the rest.
+    register = beside(partial(risk_register, data=data, session=session, samples=samples))
+    tables = metric_tables(data=data)
+    return document(data=data, tables=tables, register=register(), generated_at=generated_at)
 
 
 def assemble(
     *, data: AuditData, register: list[Row], generated_at: datetime | None = None
 ) -> dict[str, Any]:
     """The report document from loaded data and its risk register."""
+    return document(
+        data=data, tables=metric_tables(data=data), register=register, generated_at=generated_at
+    )
+
+
+def metric_tables(*, data: AuditData) -> dict[str, list[Row]]:
+    """Every table of the report but the risk register."""
     by_step = metrics.dwell_by_step(data=data)
     tables: dict[str, list[Row]] = {
         "dwell_by_authority": metrics.dwell_by_authority(data=data),
@@ -103,8 +114,19 @@ def assemble(
         "statistics": metrics.statistics(data=data),
         "uncac_usage": metrics.uncac_usage(data=data),
         "chains": metrics.chains(data=data, by_step=by_step),
-        "risk_register": register,
     }
+    return tables
+
+
+def document(
+    *,
+    data: AuditData,
+    tables: dict[str, list[Row]],
+    register: list[Row],
+    generated_at: datetime | None = None,
+) -> dict[str, Any]:
+    """The report as one document: metadata, summary, headlines and the tables."""
+    tables = {**tables, "risk_register": register}
     summary = metrics.summary(data=data)
     summary["likely_to_prescribe"] = sum(
         1 for r in register if r["risk"] is not None and r["risk"] >= LIKELY
