@@ -998,26 +998,30 @@ def _hop_index(hops: Hops, cases: Cases, request_id: I64, hop: I64) -> I64:
 def combine(*keys: I64) -> tuple[I64, I64]:
     """Group rows by several small integer keys: (group of each row, first row of each group).
 
-    Groups are numbered in the order of their keys. A small key space is counted rather than
-    sorted: a million rows then group in milliseconds.
+    Groups are numbered in the order of their keys. Keys are folded in one at a time and each
+    partial grouping renumbered densely, so the key space stays small enough to count rather
+    than sort: a million rows group in milliseconds.
     """
     if not keys or keys[0].size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     n = keys[0].size
-    mixed = np.zeros(n, dtype=np.int64)
-    space = 1
+    group = np.zeros(n, dtype=np.int64)
+    groups = 1
     for key in keys:
         radix = int(key.max()) + 2
-        mixed = mixed * radix + (key + 1)
-        space *= radix
-    if space > max(1 << 22, 4 * n):
-        _, first, inverse = np.unique(mixed, return_index=True, return_inverse=True)
-        return inverse.astype(np.int64).reshape(-1), first.astype(np.int64)
-    present = np.flatnonzero(np.bincount(mixed, minlength=space))
-    lookup = np.full(space, -1, dtype=np.int64)
-    lookup[present] = np.arange(present.size)
-    group = lookup[mixed]
-    first_row = np.full(present.size, n, dtype=np.int64)
+        mixed = group * radix + (key + 1)
+        space = groups * radix
+        if space > max(1 << 22, 4 * n):
+            _, inverse = np.unique(mixed, return_inverse=True)
+            group = inverse.astype(np.int64).reshape(-1)
+            groups = int(group.max()) + 1
+            continue
+        present = np.flatnonzero(np.bincount(mixed, minlength=space))
+        lookup = np.full(space, -1, dtype=np.int64)
+        lookup[present] = np.arange(present.size)
+        group = lookup[mixed]
+        groups = present.size
+    first_row = np.full(groups, n, dtype=np.int64)
     np.minimum.at(first_row, group, np.arange(n, dtype=np.int64))
     return group, first_row
 
