@@ -379,7 +379,7 @@ def _report_once(path: Path) -> dict[str, float]:
     render_json(report)
     seconds = time.perf_counter() - started
     ledger.dispose()
-    # The forked reader's peak counts too: parent plus child is an upper bound (shared pages
+    # The forked children count too: parent plus largest child is an upper bound (shared pages
     # are counted twice).
     peak = (
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -418,7 +418,7 @@ def run() -> list[Result]:
             "MiB",
             BUDGET_MIB,
             "lower",
-            note + "; ru_maxrss of the report process plus its forked reader",
+            note + "; ru_maxrss of the report process plus its forked children (an upper bound)",
         ),
     ]
 
