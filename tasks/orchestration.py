@@ -25,7 +25,7 @@ from prefect.states import Crashed
 from sqlalchemy import select
 
 from models.engine import attach_flow_run
-from models.ledger import Ledger, Request
+from models.ledger import Event, Ledger, Request
 from tasks.cases import CaseView, input_key
 
 ROUTE_DEPLOYMENT = "route_request/route-request"
@@ -45,8 +45,16 @@ def stuck_after() -> timedelta:
 def start_case_flow(ledger: Ledger, reference: str, *, replacing: str | None = None) -> str:
     """Create the case's flow run from the deployment and remember it in the ledger.
 
-    The idempotency key makes two callers racing to start the same case get one run.
+    The idempotency key makes two callers racing to start the same case get one run. It holds
+    the hash of the case's first event, so a reference reused by another ledger (a wiped demo,
+    a simulation) sharing this Prefect server never gets that ledger's run back.
     """
+    with ledger.session() as session:
+        first = session.scalar(
+            select(Event.hash)
+            .join(Request, Event.request_id == Request.id)
+            .where(Request.reference == reference, Event.seq == 1)
+        )
     run = cast(
         FlowRun,
         run_deployment(
@@ -55,7 +63,7 @@ def start_case_flow(ledger: Ledger, reference: str, *, replacing: str | None = N
             flow_run_name=reference,
             timeout=0,
             as_subflow=False,
-            idempotency_key=f"{reference}:{replacing or 'first'}",
+            idempotency_key=f"{reference}:{(first or '')[:16]}:{replacing or 'first'}",
             tags=["case"],
         ),
     )
