@@ -37,6 +37,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 GENESIS = "0" * 64
+WRITE_OPTION = "rogatory_write"
+"""Execution option marking a write transaction (SQLite: BEGIN IMMEDIATE)."""
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -241,9 +243,11 @@ def make_engine(url: str | None = None) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # Take the write lock up front: a command reads, checks, then writes, and two
-            # writers must serialise instead of failing halfway (pysqlite's deferred BEGIN).
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A write transaction takes the write lock up front: a command reads, checks, then
+            # writes, and two writers must serialise instead of failing halfway (pysqlite's
+            # deferred BEGIN). Readers (queries, reports) never block the writers.
+            writes = conn.get_execution_options().get(WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -263,7 +267,10 @@ class Ledger:
         self.engine = make_engine(url)
         if migrate:
             create_schema(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._sessions = sessionmaker(
+            self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        )
+        self._readers = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -272,6 +279,11 @@ class Ledger:
             yield session
 
     def session(self) -> Session:
+        """A session for reading; writes belong in `transaction()` or `write_session()`."""
+        return self._readers()
+
+    def write_session(self) -> Session:
+        """A session whose transactions write (the caller commits), e.g. a long batch."""
         return self._sessions()
 
     def dispose(self) -> None:

@@ -634,7 +634,7 @@ class _Simulator:
         clock = self.clock
         summary = self.summary
         committed = reported = 0
-        with ledger.session() as session:
+        with ledger.write_session() as session:
             self.store = CaseStore.of(session)
             while queue and queue[0][0] < end:
                 done = 0
