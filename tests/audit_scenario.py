@@ -16,32 +16,13 @@ from models import engine
 from models.clock import FixedClock
 from models.engine import Routings
 from models.ledger import Ledger
+from tests.samples import intake as sv
 
 NOW = datetime(2026, 3, 11, 15, tzinfo=UTC)
 
 
 def at(month: int, day: int, hour: int = 15) -> datetime:
     return datetime(2026, month, day, hour, tzinfo=UTC)
-
-
-def sv(**changes: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "country": "SV",
-        "direction": "outgoing",
-        "kind": "mla",
-        "legal_basis": "uncac",
-        "offence_category": "bribery",
-        "offence_date": "2024-05-10",
-        "counterpart": "ES",
-        "requesting_authority": "Fiscalía General de la República",
-        "conducting_authority": "Unidad Anticorrupción",
-        "subject": "bribery of a public official in procurement",
-        "facts_summary": "payments routed through a foreign account",
-        "assistance_sought": "bank records",
-        "purpose": "trace the payments",
-    }
-    base.update(changes)
-    return base
 
 
 Script = list[tuple[datetime, str, str, dict[str, Any]]]

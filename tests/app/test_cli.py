@@ -22,6 +22,7 @@ from sqlalchemy import func, select, text
 from app.cli import main
 from models.ledger import Event, Ledger, ReferenceCounter, Request, RoutingVersion, Step
 from models.loader import Routing, config_root, load_all
+from tests.samples import intake
 
 REPO = Path(__file__).resolve().parents[2]
 NO_FLOW_YET = (
@@ -33,26 +34,6 @@ DECISION_RECORDED = (
     "the case's flow will pick the decision up once the server is back, and the watcher's "
     "reconciliation makes sure it does."
 )
-
-
-def intake(**changes: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "country": "SV",
-        "direction": "outgoing",
-        "kind": "mla",
-        "legal_basis": "uncac",
-        "offence_category": "bribery",
-        "offence_date": "2024-05-10",
-        "counterpart": "ES",
-        "requesting_authority": "Fiscalía General de la República",
-        "conducting_authority": "Unidad Anticorrupción",
-        "subject": "bribery of a public official in procurement",
-        "facts_summary": "payments routed through a Spanish account",
-        "assistance_sought": "bank records",
-        "purpose": "trace the payments",
-    }
-    base.update(changes)
-    return base
 
 
 def stamp(moment: datetime) -> str:

@@ -20,7 +20,7 @@ from models.engine import Routings
 from models.errors import CommandRejected
 from models.ledger import Delivery, Ledger, Request
 from tasks.notify import read_outbox
-from tests.models.test_engine import intake
+from tests.samples import intake
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from models.ledger import Delivery, Ledger, Request
 from tests.conftest import _free_port
 from tests.integration.conftest import BIN, Site, stop, wait_for
+from tests.samples import intake as sample_intake
 
 pytestmark = pytest.mark.integration
 
@@ -24,24 +25,13 @@ PERSON = "Juan Pérez Ramírez"
 
 
 def intake(**changes: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "country": "SV",
-        "direction": "outgoing",
-        "kind": "mla",
-        "legal_basis": "uncac",
-        "offence_category": "bribery",
-        "offence_date": "2024-05-10",
-        "counterpart": "ES",
-        "requesting_authority": "Fiscalía General de la República",
-        "conducting_authority": "Unidad Anticorrupción",
-        "subject": "bribery in public procurement",
-        "facts_summary": "payments routed through an account in Madrid",
-        "assistance_sought": "bank records",
-        "purpose": "trace the payments",
-        "persons": [PERSON],
-    }
-    data.update(changes)
-    return data
+    """The sample request, naming a person and a place that no message may repeat."""
+    return sample_intake(
+        subject="bribery in public procurement",
+        facts_summary="payments routed through an account in Madrid",
+        persons=[PERSON],
+        **changes,
+    )
 
 
 def ledger_of(site: Site) -> Ledger:

@@ -34,25 +34,12 @@ from models.engine import Routings
 from models.ledger import Event, Ledger, ReferenceCounter, Request, Step
 from models.loader import load_country
 from models.queries import verify_chain
+from tests.samples import intake
 
 REPO = Path(__file__).resolve().parents[2]
 KILLS = 8
 SEED = 20261127
-INTAKE = {
-    "country": "SV",
-    "direction": "outgoing",
-    "kind": "mla",
-    "legal_basis": "uncac",
-    "offence_category": "bribery",
-    "offence_date": "2024-05-10",
-    "counterpart": "ES",
-    "requesting_authority": "Fiscalía General de la República",
-    "conducting_authority": "Unidad Anticorrupción",
-    "subject": "bribery of a public official in procurement",
-    "facts_summary": "payments routed through a foreign account",
-    "assistance_sought": "bank records",
-    "purpose": "trace the payments",
-}
+INTAKE = intake(facts_summary="payments routed through a foreign account")
 
 # The clerk: registers and decides without pause, one transaction per command. It starts from
 # the unfinished cases the ledger holds, so each new clerk carries on where the killed one left

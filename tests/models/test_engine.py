@@ -22,26 +22,7 @@ from models.errors import (
 )
 from models.ledger import Event, Ledger, ReferenceCounter, Request, Step
 from models.queries import inbox, overdue, timeline, verify_chain
-
-
-def intake(**changes: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "country": "SV",
-        "direction": "outgoing",
-        "kind": "mla",
-        "legal_basis": "uncac",
-        "offence_category": "bribery",
-        "offence_date": "2024-05-10",
-        "counterpart": "ES",
-        "requesting_authority": "Fiscalía General de la República",
-        "conducting_authority": "Unidad Anticorrupción",
-        "subject": "bribery of a public official in procurement",
-        "facts_summary": "payments routed through a Spanish account",
-        "assistance_sought": "bank records",
-        "purpose": "trace the payments",
-    }
-    base.update(changes)
-    return base
+from tests.samples import intake
 
 
 def run(ledger: Ledger, clock: FixedClock, routings: Routings, command: str, **kw: Any) -> Any:

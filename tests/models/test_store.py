@@ -7,7 +7,7 @@ import pytest
 from models import engine
 from models.errors import Conflict
 from models.store import CaseStore
-from tests.models.test_engine import intake
+from tests.samples import intake
 
 
 def test_a_released_case_is_read_back_from_the_ledger(ledger, clock, routings):

@@ -10,7 +10,7 @@ from models import engine
 from models.clock import FixedClock
 from models.ledger import Delivery
 from models.sweep import sweep_rungs
-from tests.models.test_engine import intake
+from tests.samples import intake
 
 
 def _keys(ledger) -> list[str]:
