@@ -122,6 +122,10 @@ class Authority(Strict):
     """Apprise tags for this authority, overriding the country-wide templates."""
 
 
+ROUTING_FIELDS = ("kind", "direction", "legal_basis", "coercive", "urgent", "counterpart")
+"""The request fields a `when` matcher looks at."""
+
+
 class Matcher(Strict):
     """Request fields a route or a conditional step applies to; an absent field matches all."""
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from models.config import ROUTING_FIELDS
 from models.countries import ISO_3166_ALPHA2
 from models.domain import Channel, Direction, Kind, LegalBasis, OffenceCategory
 from models.errors import IntakeError
@@ -113,14 +114,7 @@ class RequestIntake(BaseModel):
 
     def routing_fields(self) -> dict[str, Any]:
         """The fields route matchers look at."""
-        return {
-            "kind": self.kind,
-            "direction": self.direction,
-            "legal_basis": self.legal_basis,
-            "coercive": self.coercive,
-            "urgent": self.urgent,
-            "counterpart": self.counterpart,
-        }
+        return {name: getattr(self, name) for name in ROUTING_FIELDS}
 
 
 def _reason(error: Any) -> str:

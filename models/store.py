@@ -23,6 +23,7 @@ from sqlalchemy import JSON, Date, Select, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from models.config import ROUTING_FIELDS
 from models.errors import Conflict, NotFound
 from models.ledger import (
     GENESIS,
@@ -113,14 +114,7 @@ class Case:
     prescription_events: list[PrescriptionEvent] | None = None
 
     def routing_fields(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "direction": self.direction,
-            "legal_basis": self.legal_basis,
-            "coercive": self.coercive,
-            "urgent": self.urgent,
-            "counterpart": self.counterpart,
-        }
+        return {name: getattr(self, name) for name in ROUTING_FIELDS}
 
 
 _CASE_CHANGING = [
