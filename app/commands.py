@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from app.cli import actor, config_paths, day, emit, instant
-from models.clock import SystemClock
+from models.clock import clock_from_env
 from models.domain import DelayCause, Outcome, RefusalGround
 from models.errors import CalendarError, ConfigError, ConfigProblem, IntakeError, NotFound
 from models.loader import Routing, load_all, load_country, load_presets
@@ -56,7 +56,6 @@ def ledger_session() -> Iterator[tuple[Any, Any]]:
 def _execute(name: str, args: argparse.Namespace, **kwargs: Any) -> Any:
     """Run engine command `name` in its own transaction and print what it did."""
     from models import engine
-    from models.clock import clock_from_env
 
     with ledger_session() as (session, routings):
         result = getattr(engine, name)(
@@ -395,9 +394,10 @@ def status(args: argparse.Namespace) -> int:
         request = session.query(Request).filter_by(reference=args.reference).first()
         if request is None:
             raise NotFound(f"no case {args.reference!r}")
-        routing = Routings(load_all()).pinned(session, request.routing_version)
+        # The case runs on its pinned version, stored in the ledger: no need to parse every file.
+        routing = Routings({}).pinned(session, request.routing_version)
         view = timeline(
-            session=session, routing=routing, reference=args.reference, now=SystemClock().now()
+            session=session, routing=routing, reference=args.reference, now=clock_from_env().now()
         )
     emit(args, view.as_json(), _timeline_text(view))
     return 0
@@ -477,7 +477,7 @@ def _query(args: argparse.Namespace, fn: Callable[..., list[Any]], **kwargs: Any
     from models.ledger import Ledger
 
     routing = _routing(args.country)
-    now = SystemClock().now()
+    now = clock_from_env().now()
     with Ledger() as ledger, ledger.session() as session:
         items = fn(session=session, routing=routing, now=now, **kwargs)
     emit(args, [asdict(i) for i in items], _items_text(items, routing))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cli import day, instant
-from models.clock import SystemClock
+from models.clock import clock_from_env
 from models.loader import load_all
 from models.metrics import Filters
 
@@ -87,18 +87,14 @@ def report(args: argparse.Namespace) -> int:
 
     filters = filters_from(args)
     routings = Routings(load_all())
-    ledger = Ledger()
-    try:
-        with ledger.session() as session:
-            document = build_report(
-                session=session,
-                routings=routings,
-                filters=filters,
-                now=args.as_of or SystemClock().now(),
-                late_after=timedelta(hours=args.late_after_hours),
-            )
-    finally:
-        ledger.dispose()
+    with Ledger() as ledger, ledger.session() as session:
+        document = build_report(
+            session=session,
+            routings=routings,
+            filters=filters,
+            now=args.as_of or clock_from_env().now(),
+            late_after=timedelta(hours=args.late_after_hours),
+        )
     written = write_report(document, fmt=args.format, out=args.out)
     summary = document["summary"]
     print(
@@ -129,11 +125,7 @@ def export_log(args: argparse.Namespace) -> int:
     from tasks.export import export_log as write_log
 
     filters = filters_from(args)
-    ledger = Ledger()
-    try:
-        with ledger.session() as session:
-            events = write_log(session=session, filters=filters, fmt=args.format, out=args.out)
-    finally:
-        ledger.dispose()
+    with Ledger() as ledger, ledger.session() as session:
+        events = write_log(session=session, filters=filters, fmt=args.format, out=args.out)
     print(f"wrote {args.out}: {events} events ({args.format})")
     return 0
