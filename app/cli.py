@@ -87,12 +87,26 @@ def day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+_CONTROLS = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if chr(code) not in "\n\t"
+}
+
+
+def printable(text: str) -> str:
+    """`text` with C0 and C1 control characters but newline and tab shown as `\\x1b` escapes.
+
+    Names come from country files: one holding an escape sequence or a carriage return would
+    otherwise recolour, overwrite or hide what the clerk reads on the terminal.
+    """
+    return text.translate(_CONTROLS)
+
+
 def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
-    """Print JSON with --json, else the human text."""
+    """Print JSON with --json (json.dumps escapes C0 controls), else the printable human text."""
     if getattr(args, "json", False):
         print(json.dumps(payload, indent=2, default=str, ensure_ascii=False))
     else:
-        print(text)
+        print(printable(text))
 
 
 def actor(args: argparse.Namespace) -> str:

@@ -112,7 +112,7 @@ def _simulate(routings: Any, *, per_year: int, seed: int) -> Any:
     from models.simulation import describe, simulate
 
     with (
-        Ledger() as ledger,
+        Ledger(migrate=True) as ledger,
         Progress(
             TextColumn("  simulating"),
             BarColumn(),

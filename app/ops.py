@@ -52,6 +52,13 @@ def register(sub: Sub) -> None:
     w.add_argument("--json", action="store_true")
     w.set_defaults(handler=watch)
 
+    d = sub.add_parser("db", help="the ledger database")
+    ds = d.add_subparsers(metavar="ACTION")
+    u = ds.add_parser(
+        "upgrade", help="create or upgrade the ledger's tables (the one migration step)"
+    )
+    u.set_defaults(handler=db_upgrade)
+
     n = sub.add_parser("notify", help="notifications through apprise")
     ns = n.add_subparsers(metavar="ACTION")
     t = ns.add_parser("test", help="send a test message to an apprise tag")
@@ -250,6 +257,27 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
     except (ProcessLookupError, subprocess.TimeoutExpired):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+
+
+# -- the database --------------------------------------------------------------------------------
+
+
+def db_upgrade(args: argparse.Namespace) -> int:
+    from models.ledger import create_schema, make_engine
+    from models.migrations import HEAD, current_revision
+
+    engine = make_engine()
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        before = current_revision(engine)
+        create_schema(engine)
+    finally:
+        engine.dispose()
+    if before == HEAD:
+        print(f"ledger {where} already at revision {HEAD}: nothing to do")
+    else:
+        print(f"ledger {where} upgraded from {before or 'empty'} to revision {HEAD}")
+    return 0
 
 
 # -- watch and notify ------------------------------------------------------------------------------

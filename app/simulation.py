@@ -88,7 +88,7 @@ def simulate(args: argparse.Namespace) -> int:
     from models.simulation import simulate as run
 
     console = Console(stderr=True)
-    with Ledger(args.database) as ledger:
+    with Ledger(args.database, migrate=True) as ledger:
         if not args.append:
             refuse_filled_ledger(ledger)
         routings = Routings(load_all())

@@ -88,7 +88,7 @@ def transitions(routings: Routings, *, cases: int, commit_every: int) -> tuple[i
     `commit_every` commands, each group inside `engine.batch` (1: one transaction each).
     """
     with tempfile.TemporaryDirectory(dir=_folder()) as folder:
-        ledger = Ledger(f"sqlite:///{Path(folder) / 'ledger.db'}")
+        ledger = Ledger(f"sqlite:///{Path(folder) / 'ledger.db'}", migrate=True)
         try:
             clock = FixedClock(START)
             references: list[str] = []
@@ -174,7 +174,7 @@ def build_sweep_ledger(path: Path, routing: Routing, *, open_hops: int, due_hops
     partial.unlink(missing_ok=True)
     for suffix in ("-wal", "-shm"):
         Path(f"{partial}{suffix}").unlink(missing_ok=True)
-    Ledger(f"sqlite:///{partial}").dispose()
+    Ledger(f"sqlite:///{partial}", migrate=True).dispose()
     route = routing.config.route(ROUTE)
     rng = np.random.default_rng(20_260_304)
     now_s = int(SWEEP_NOW.timestamp())
@@ -360,7 +360,7 @@ def time_sweep(path: Path, routings: Routings, *, due_hops: int, repeats: int) -
     best = float("inf")
     try:
         for _ in range(repeats):
-            ledger = Ledger(f"sqlite:///{work}")
+            ledger = Ledger(f"sqlite:///{work}", migrate=True)
             try:
                 with ledger.session() as session:  # open the connection, not the timed part
                     session.execute(select(func.count()).select_from(Delivery)).scalar()
@@ -403,7 +403,7 @@ def _undo_sweep(work: Path, *, original: Path) -> None:
 
 def time_find(path: Path, *, due_hops: int, repeats: int) -> float:
     """Best time of the sweep's indexed query alone (`find_due_hops`): due hops and their case."""
-    ledger = Ledger(f"sqlite:///{path}")
+    ledger = Ledger(f"sqlite:///{path}", migrate=True)
     try:
         with ledger.session() as session:
             connection = session.connection()

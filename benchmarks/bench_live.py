@@ -96,7 +96,7 @@ def _measure(root: Path) -> list[float]:
     outbox = root / "outbox" / "outbox.jsonl"
     routings = Routings(load_all())
     clock = SystemClock()
-    ledger = Ledger()
+    ledger = Ledger(migrate=True)
     latencies: list[float] = []
     try:
         while len(latencies) < DECISIONS:

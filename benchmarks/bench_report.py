@@ -66,7 +66,7 @@ def build_ledger(path: Path, *, cases: int = CASES, seed: int = 1, now: datetime
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     partial.unlink(missing_ok=True)
-    Ledger(f"sqlite:///{partial}").dispose()
+    Ledger(f"sqlite:///{partial}", migrate=True).dispose()
     rng = np.random.default_rng(seed)
     routings = load_all()
     now_s = int(now.timestamp())

@@ -28,7 +28,7 @@ BUDGET_S = 60.0
 def run() -> list[Result]:
     routings = Routings(load_all())
     with tempfile.TemporaryDirectory(prefix="rogatory-bench-simulate-") as folder:
-        ledger = Ledger(f"sqlite:///{Path(folder) / 'ledger.db'}")
+        ledger = Ledger(f"sqlite:///{Path(folder) / 'ledger.db'}", migrate=True)
         try:
             began, cpu = time.perf_counter(), time.process_time()
             summary = simulate(

@@ -10,7 +10,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
 
 from models.calendar import Duration
 from models.domain import (
@@ -44,6 +51,9 @@ def _as_list(value: Any) -> Any:
 def _as_duration(value: Any) -> Any:
     if isinstance(value, Duration):
         return value
+    if isinstance(value, dict) and set(value) == {"amount", "unit"}:
+        # The form snapshots stored before durations were serialised as text (kept readable).
+        value = f"{value['amount']}{value['unit']}"
     try:
         return Duration.parse(value if isinstance(value, str) else str(value))
     except CalendarError as exc:
@@ -58,7 +68,11 @@ def _yaml_bool(value: Any) -> Any:
     raise ValueError(f"{value!r} is not a boolean: write true or false")
 
 
-DurationField = Annotated[Duration, BeforeValidator(_as_duration)]
+DurationField = Annotated[
+    Duration, BeforeValidator(_as_duration), PlainSerializer(str, return_type=str)
+]
+"""A duration read from `10bd`, `30d` or `48h` and written back the same way: one serialisation
+for snapshots, content hashes and JSON output, so what is dumped always loads again."""
 YamlBool = Annotated[bool | None, BeforeValidator(_yaml_bool)]
 
 

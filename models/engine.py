@@ -58,7 +58,14 @@ class Routings:
             row = session.get(RoutingVersion, version)
             if row is None:
                 raise NotFound(f"routing version {version} is not in the ledger")
-            routing = routing_from_snapshot(row.yaml_text, file=row.file, presets=row.presets)
+            routing = routing_from_snapshot(
+                {
+                    "version": row.version,
+                    "file": row.file,
+                    "yaml_text": row.yaml_text,
+                    "presets": row.presets,
+                }
+            )
             self._by_version[version] = routing
         return routing
 
@@ -473,16 +480,7 @@ def _pin(store: CaseStore, routing: Routing, at: datetime) -> None:
     """Keep the routing's text in the ledger, once per version."""
     if routing.version in store.pinned:
         return
-    store.pin(
-        routing.version,
-        {
-            "country": routing.country,
-            "file": routing.file,
-            "yaml_text": routing.text,
-            "presets": {k: v.model_dump(mode="json") for k, v in routing.presets.items()},
-            "first_seen_at": at,
-        },
-    )
+    store.pin({**routing.snapshot(), "first_seen_at": at})
 
 
 def _match_route(routing: Routing, fields: dict[str, Any]) -> Route:

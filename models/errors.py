@@ -10,6 +10,7 @@
     │   ├── NoRouteMatches           no route's `when` fits the request
     │   └── Conflict                 another command changed the case first
     ├── LedgerTampered               the hash chain of a case is broken
+    ├── SchemaOutdated               the ledger's tables are not at this code's revision
     └── NotificationError            apprise could not deliver a message
 
 Messages name what was wrong, where, and what to do about it.
@@ -81,6 +82,10 @@ class Conflict(CommandRejected):
 
 class LedgerTampered(RogatoryError):
     """The hash chain of a case's events is broken."""
+
+
+class SchemaOutdated(RogatoryError):
+    """The ledger's schema is missing or older than this code: run `rogatory db upgrade`."""
 
 
 class NotificationError(RogatoryError):

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    Connection,
     Date,
     DateTime,
     Engine,
@@ -213,6 +214,25 @@ class Delivery(Base):
     __table_args__ = (Index("ix_deliveries_status_next", "status", "next_attempt_at"),)
 
 
+def insert_ignoring_duplicates(
+    connection: Connection, table: type[Base], rows: list[dict[str, Any]]
+) -> int:
+    """Insert `rows`, skipping any whose primary or unique key exists; how many were new.
+
+    Two writers inserting the same row at once (two clerks pinning the same routing version)
+    both succeed: the database keeps one and neither transaction fails.
+    """
+    if not rows:
+        return 0
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    if connection.dialect.name == "postgresql":
+        statement: Any = postgresql.insert(table).on_conflict_do_nothing()
+    else:
+        statement = sqlite.insert(table).on_conflict_do_nothing()
+    return int(connection.execute(statement, rows).rowcount)
+
+
 # -- engines and sessions ---------------------------------------------------------------------
 
 
@@ -236,8 +256,10 @@ def make_engine(url: str | None = None) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a commit the clerk saw confirmed survives a power cut (NORMAL may lose the
+            # last transactions in WAL mode). WAL itself is set once, by `upgrade`, because
+            # switching the journal mode needs the database to itself.
+            cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
@@ -250,23 +272,35 @@ def make_engine(url: str | None = None) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # Durable commits whatever the server's default says (a confirmed decision is on disk).
+    return create_engine(
+        url, pool_pre_ping=True, connect_args={"options": "-c synchronous_commit=on"}
+    )
 
 
 def create_schema(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revision (the one explicit upgrade step)."""
     from models.migrations import upgrade
 
     upgrade(engine)
 
 
 class Ledger:
-    """The database of cases: an engine, and transactions that commit or leave no trace."""
+    """The database of cases: an engine, and transactions that commit or leave no trace.
 
-    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
+    Opening a ledger never changes its schema: a missing or older schema is refused with
+    `SchemaOutdated`, and `rogatory db upgrade` (or `migrate=True`, for a caller that owns the
+    database, such as the demo or a test) brings it up to date, once, under a lock.
+    """
+
+    def __init__(self, url: str | None = None, *, migrate: bool = False) -> None:
         self.engine = make_engine(url)
         if migrate:
             create_schema(self.engine)
+        else:
+            from models.migrations import require_current
+
+            require_current(self.engine)
         self._sessions = sessionmaker(
             self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
         )

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property
@@ -370,6 +370,16 @@ class Routing:
     def country(self) -> str:
         return self.config.country
 
+    def snapshot(self) -> dict[str, Any]:
+        """What the ledger keeps of this version: `routing_from_snapshot` rebuilds it exactly."""
+        return {
+            "version": self.version,
+            "country": self.country,
+            "file": self.file,
+            "yaml_text": self.text,
+            "presets": {k: v.model_dump(mode="json") for k, v in sorted(self.presets.items())},
+        }
+
     def sla(self, route: Route, index: int) -> Any:
         step = route.steps[index]
         if step.sla is not None:
@@ -490,14 +500,33 @@ def load_country(path: Path, *, presets: dict[str, PresetDeadline] | None = None
     return Routing(config, content_hash(config, used), doc.file, doc.text, used)
 
 
-def routing_from_snapshot(text: str, *, file: str, presets: dict[str, Any]) -> Routing:
-    """Rebuild a pinned routing from the YAML and presets stored in the ledger."""
-    doc = parse_yaml(text, file=file)
+def routing_from_snapshot(snapshot: Mapping[str, Any]) -> Routing:
+    """Rebuild a pinned routing from what `Routing.snapshot()` stored in the ledger.
+
+    The routing keeps the version it was pinned under. Snapshots stored before durations were
+    serialised as text (`{'amount': 48, 'unit': 'h'}`) still load; their content hash under
+    today's serialisation differs, which is why the stored version, not a recomputed one, names
+    the routing a case runs on.
+    """
+    file = str(snapshot["file"])
+    doc = parse_yaml(str(snapshot["yaml_text"]), file=f"{file} (pinned {snapshot['version']})")
     config = validate_model(doc, CountryConfig)
-    if config is None:
-        raise ConfigError(doc.problems)
-    used = {k: PresetDeadline.model_validate(v) for k, v in presets.items()}
-    return Routing(config, content_hash(config, used), file, text, used)
+    problems = list(doc.problems)
+    used: dict[str, PresetDeadline] = {}
+    for name, value in dict(snapshot.get("presets") or {}).items():
+        try:
+            used[name] = PresetDeadline.model_validate(value)
+        except ValidationError as exc:
+            problems.append(ConfigProblem(doc.file, 1, 1, f"presets.{name}", _first_error(exc)))
+    if config is None or problems:
+        raise ConfigError(problems)
+    return Routing(config, str(snapshot["version"]), file, str(snapshot["yaml_text"]), used)
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in error["loc"])
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
 
 
 def country_files(root: Path | None = None) -> list[Path]:

@@ -19,7 +19,7 @@ from functools import lru_cache
 from operator import attrgetter, itemgetter
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Date, Select, bindparam, insert, select, update
+from sqlalchemy import JSON, Date, Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,7 @@ from models.ledger import (
     UTCDateTime,
     canonical,
     event_hash,
+    insert_ignoring_duplicates,
 )
 from models.prescription import EventKind, PrescriptionEvent
 
@@ -344,31 +345,32 @@ class CaseStore:
             self.changed_hops[key] = hop
 
     def next_number(self, country: str, year: int) -> int:
-        """The next reference number; counted in this transaction, so there are no gaps."""
+        """The next reference number; counted in this transaction, so there are no gaps.
+
+        The counter row is locked until the transaction ends (SQLite: the write lock every
+        command takes; PostgreSQL: SELECT ... FOR UPDATE), so concurrent registrations queue
+        for their number instead of two taking the same one and one failing.
+        """
         slot = self.counters.get((country, year))
         if slot is None:
-            last = self.session.execute(
-                select(ReferenceCounter.last).where(
-                    ReferenceCounter.country == country, ReferenceCounter.year == year
-                )
-            ).scalar()
-            if last is None:
-                self.session.execute(
-                    insert(ReferenceCounter), {"country": country, "year": year, "last": 0}
-                )
-                last = 0
+            connection = self.session.connection()
+            key = {"country": country, "year": year}
+            insert_ignoring_duplicates(connection, ReferenceCounter, [{**key, "last": 0}])
+            last = connection.execute(
+                select(ReferenceCounter.last)
+                .where(ReferenceCounter.country == country, ReferenceCounter.year == year)
+                .with_for_update()
+            ).scalar_one()
             slot = self.counters[(country, year)] = [last, last]
         slot[1] += 1
         return slot[1]
 
-    def pin(self, version: str, values: dict[str, Any]) -> None:
+    def pin(self, values: dict[str, Any]) -> None:
+        """Keep a routing version's snapshot, once; a concurrent pin of the same one is fine."""
+        version = values["version"]
         if version in self.pinned:
             return
-        exists = self.session.execute(
-            select(RoutingVersion.version).where(RoutingVersion.version == version)
-        ).first()
-        if exists is None:
-            self.session.execute(insert(RoutingVersion), {"version": version, **values})
+        insert_ignoring_duplicates(self.session.connection(), RoutingVersion, [values])
         self.pinned.add(version)
 
     @contextmanager

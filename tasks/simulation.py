@@ -29,7 +29,7 @@ def simulate_caseload(
     append: bool,
 ) -> dict[str, Any]:
     """Simulate into the ledger at `database` (default: the configured one); the summary."""
-    with Ledger(database) as ledger:
+    with Ledger(database, migrate=True) as ledger:
         if not append:
             refuse_filled_ledger(ledger)
         summary = simulate(

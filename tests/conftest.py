@@ -155,7 +155,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def ledger(database_url: str) -> Iterator[Ledger]:
     from models.ledger import Ledger
 
-    ledger = Ledger(database_url)
+    ledger = Ledger(database_url, migrate=True)
     yield ledger
     ledger.dispose()
 

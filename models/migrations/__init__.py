@@ -1,4 +1,10 @@
-"""Alembic migrations of the ledger, run programmatically by `upgrade(engine)`."""
+"""Alembic migrations of the ledger: `upgrade(engine)` is the one explicit upgrade step.
+
+Other processes only check the revision (`require_current`) and refuse a stale schema, so a
+fresh database is never migrated by whichever command happens to touch it first, and two
+upgrades started at once run one after the other (a PostgreSQL advisory lock; SQLite's write
+lock) instead of racing.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,15 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from models.errors import SchemaOutdated
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
 HERE = Path(__file__).resolve().parent
 HEAD = "0001"
 """The newest revision in versions/ (a test keeps it true); lets a CLI call skip Alembic."""
+_LOCK_ID = 0x726F6761  # "roga": the advisory lock every PostgreSQL upgrade takes
 
 
 def alembic_config() -> Config:
@@ -32,13 +41,38 @@ def current_revision(engine: Engine) -> str | None:
         return None
 
 
+def require_current(engine: Engine) -> None:
+    """Refuse a ledger whose schema is not at HEAD, saying how to upgrade it."""
+    found = current_revision(engine)
+    if found == HEAD:
+        return
+    where = engine.url.render_as_string(hide_password=True)
+    state = "has no rogatory tables yet" if found is None else f"is at schema revision {found}"
+    raise SchemaOutdated(
+        f"the ledger {where} {state}; this version of rogatory needs revision {HEAD}: "
+        "run `rogatory db upgrade` once (it is safe to run again)"
+    )
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the ledger at `engine` to `revision`; a no-op when it is already there."""
     if revision == "head" and current_revision(engine) == HEAD:
         return  # already current: no need to load Alembic (a second off every CLI call)
     from alembic import command
 
+    from models.ledger import WRITE_OPTION
+
+    if engine.dialect.name == "sqlite":
+        # Persistent, and it needs the file to itself: set here, never per connection. A raw
+        # connection, because the engine's own connections always open a transaction first.
+        raw = engine.raw_connection()
+        try:
+            raw.cursor().execute("PRAGMA journal_mode=WAL")
+        finally:
+            raw.close()
     config = alembic_config()
-    with engine.begin() as connection:
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

@@ -156,7 +156,7 @@ def cli(
     monkeypatch.setenv("ROGATORY_ACTOR", "clerk-7")
     monkeypatch.delenv("ROGATORY_CLOCK", raising=False)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    ledger = Ledger(database_url)
+    ledger = Ledger(database_url, migrate=True)
     yield Cli(capsys, ledger, tmp_path)
     ledger.dispose()
 

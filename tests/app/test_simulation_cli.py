@@ -17,7 +17,7 @@ def url(tmp_path: Path) -> str:
 
 
 def cases(url: str) -> list[tuple[str, str]]:
-    ledger = Ledger(url)
+    ledger = Ledger(url, migrate=True)
     try:
         with ledger.session() as session:
             rows = session.execute(

@@ -35,7 +35,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ledger:
     monkeypatch.setenv("ROGATORY_DATABASE_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
     monkeypatch.delenv("ROGATORY_APPRISE_CONFIG", raising=False)
     monkeypatch.delenv("ROGATORY_CLOCK", raising=False)
-    return Ledger()
+    return Ledger(migrate=True)
 
 
 def _register_overdue(ledger: Ledger, routings: Routings, days_ago: int) -> str:

@@ -174,6 +174,7 @@ def site(tmp_path: Path, prefect_server: PrefectServer) -> Iterator[Site]:
     }
     env.pop("ROGATORY_CLOCK", None)
     site = Site(tmp_path, env)
+    site.cli("db", "upgrade")  # the one explicit migration step, as an operator runs it
     yield site
     for process in site.processes:
         stop(process)

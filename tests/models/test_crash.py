@@ -67,7 +67,7 @@ EXTRA = {"refused": {"ground": "de_minimis"}, "returned": {"cause": "incomplete_
 
 
 def clerk(run):
-    ledger = Ledger(url)
+    ledger = Ledger(url, migrate=True)
     rng = random.Random(run)
 
     def command(session, name, **kwargs):
@@ -193,7 +193,7 @@ class Clerks:
 
 
 def test_kill_9_at_random_points_leaves_the_ledger_consistent(database_url):
-    ledger = Ledger(database_url)  # the schema exists before the first clerk starts
+    ledger = Ledger(database_url, migrate=True)  # the schema exists before the first clerk starts
     rng = random.Random(SEED)
     events_after: list[int] = []
     completed = inside = 0
@@ -231,7 +231,7 @@ def test_kill_9_at_random_points_leaves_the_ledger_consistent(database_url):
     ],
 )
 def test_the_invariant_checks_catch_a_projection_out_of_step(tmp_path, corruption):
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", migrate=True)
     routings = Routings({"SV": load_country(REPO / "config" / "countries" / "sv.yaml")})
     clock = FixedClock(datetime(2026, 3, 2, 9, tzinfo=UTC))
     try:

@@ -41,7 +41,7 @@ def chain(ledger: Ledger) -> list[tuple[str, int, str, str]]:
 @pytest.fixture
 def sqlite_ledger(tmp_path: Path) -> Any:
     def make(name: str) -> Ledger:
-        return Ledger(f"sqlite:///{tmp_path / name}.db")
+        return Ledger(f"sqlite:///{tmp_path / name}.db", migrate=True)
 
     return make
 
@@ -116,7 +116,7 @@ def test_refuses_countries_and_periods_it_cannot_simulate(sqlite_ledger, routing
 
 @pytest.fixture(scope="module")
 def caseload(tmp_path_factory: pytest.TempPathFactory, routings: Routings) -> Any:
-    ledger = Ledger(f"sqlite:///{tmp_path_factory.mktemp('caseload') / 'ledger.db'}")
+    ledger = Ledger(f"sqlite:///{tmp_path_factory.mktemp('caseload') / 'ledger.db'}", migrate=True)
     summary = simulate(ledger=ledger, routings=routings, years=5, per_year=1000, seed=2018)
     yield ledger, summary
     ledger.dispose()
