@@ -67,7 +67,7 @@ EXTRA = {"refused": {"ground": "de_minimis"}, "returned": {"cause": "incomplete_
 
 
 def clerk(run):
-    ledger = Ledger(url, migrate=True)
+    ledger = Ledger(url)
     rng = random.Random(run)
 
     def command(session, name, **kwargs):
