@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -11,12 +10,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import yaml
-
 from app.cli import actor, config_paths, day, emit, instant
 from models.clock import clock_from_env
 from models.domain import DelayCause, Outcome, RefusalGround
-from models.errors import CalendarError, ConfigError, ConfigProblem, IntakeError, NotFound
+from models.errors import CalendarError, ConfigError, ConfigProblem, NotFound
 from models.loader import Routing, load_all, load_country, load_presets
 
 Sub = Any  # argparse's private _SubParsersAction
@@ -242,22 +239,13 @@ def _request(sub: Sub) -> None:
 
 
 def request_register(args: argparse.Namespace) -> int:
-    try:
-        text = args.file.read_text(encoding="utf-8")
-        data = json.loads(text) if args.file.suffix == ".json" else yaml.safe_load(text)
-    except OSError as exc:
-        raise IntakeError([f"{args.file}: cannot be read ({exc.strerror})"]) from None
-    except (ValueError, yaml.YAMLError) as exc:  # JSON and UTF-8 errors are ValueErrors
-        raise IntakeError([f"{args.file}: not valid {_format(args.file)} ({exc})"]) from None
-    result = _execute("register", args, data=data, on=args.on)
+    from models.intake import read_request
+
+    result = _execute("register", args, data=read_request(args.file), on=args.on)
     from app.ops import start_flow
 
     start_flow(result.reference, quiet=args.json)
     return 0
-
-
-def _format(path: Path) -> str:
-    return "JSON" if path.suffix == ".json" else "YAML"
 
 
 def _decide(sub: Sub) -> None:

@@ -87,6 +87,8 @@ class Result:
     status: str
     message: str
     replayed: bool = False
+    warnings: tuple[str, ...] = ()
+    """What the caller should know although the command was accepted."""
 
 
 # -- shared mechanics ----------------------------------------------------------------------------
@@ -466,13 +468,21 @@ def register(
         actor=actor,
     )
     store.command_done()
+    warnings: tuple[str, ...] = ()
+    if case.prescription_date is not None and case.prescription_date < at.date():
+        warnings = (
+            f"the offence already prescribed on {case.prescription_date} "
+            f"({prescription['why'] or 'its limitation period'}): the request is registered, "
+            "but check that a suspension or interruption was recorded before sending it",
+        )
     return Result(
         reference,
         main,
         hop.hop,
         case.status,
         f"registered {reference} on route {route.id}; hop 1 at {hop.holder}, "
-        f"due {hop.due_at.isoformat()}",
+        f"due {hop.due_at.isoformat()}" + "".join(f"\nwarning: {w}" for w in warnings),
+        warnings=warnings,
     )
 
 

@@ -1,9 +1,7 @@
 """Load routing files and report every problem like a compiler: `file:line:col: path: message`.
 
-YAML is read by a hardened loader: no dates or yes/no booleans guessed from plain text (`NO` is
-Norway, `2026-08-03` stays text for the validators), no anchors or aliases (no alias bombs), a
-size and depth limit, duplicate keys refused. The position of every key is kept, so pydantic
-errors and the cross-reference checks below can each point at their line.
+Files are read by the hardened reader of `models.safe_yaml`, which keeps the position of every
+key, so pydantic errors and the cross-reference checks below can each point at their line.
 """
 
 from __future__ import annotations
@@ -11,9 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +18,6 @@ from types import UnionType
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from models.calendar import Calendar, build_calendar
@@ -37,222 +33,14 @@ from models.config import (
 from models.countries import ISO_3166_ALPHA2
 from models.domain import Outcome
 from models.errors import ConfigError, ConfigProblem
-
-MAX_BYTES = 512 * 1024
-MAX_DEPTH = 24
-MAX_NODES = 50_000
-
-Path_ = tuple[str | int, ...]
-M = TypeVar("M", bound=BaseModel)
-
-
-# -- reading YAML --------------------------------------------------------------------------
-
-
-class _Refused(Exception):
-    def __init__(self, mark: yaml.Mark | None, message: str) -> None:
-        self.mark = mark
-        self.message = message
-
-
-class _HardenedLoader(yaml.SafeLoader):
-    """SafeLoader without implicit dates, with YAML 1.2 booleans, and without anchors."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._nodes = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-            raise _Refused(
-                event.start_mark,
-                "YAML anchors and aliases (&name, *name) are not allowed in routing files: "
-                "write the values out",
-            )
-        self._nodes += 1
-        if self._nodes > MAX_NODES:
-            raise _Refused(event.start_mark, f"more than {MAX_NODES} YAML nodes: file refused")
-        self._depth += 1
-        if self._depth > MAX_DEPTH:
-            raise _Refused(event.start_mark, f"nested deeper than {MAX_DEPTH} levels: file refused")
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-_DROPPED_TAGS = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool"}
-_HardenedLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in _DROPPED_TAGS]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_HardenedLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+from models.safe_yaml import (
+    Path_,
+    YamlDocument,
+    parse_yaml,
+    read_yaml,
 )
 
-
-@dataclass
-class YamlDocument:
-    """Plain data read from a file, with the (line, column) of every key and list item."""
-
-    file: str
-    text: str
-    data: Any
-    positions: dict[Path_, tuple[int, int]]
-    problems: list[ConfigProblem] = field(default_factory=list)
-
-    def at(self, path: Path_) -> tuple[int, int]:
-        """The position of `path`, or of its nearest ancestor that exists in the file."""
-        for cut in range(len(path), -1, -1):
-            pos = self.positions.get(path[:cut])
-            if pos is not None:
-                return pos
-        return (1, 1)
-
-    def problem(self, path: Path_, message: str) -> ConfigProblem:
-        line, column = self.at(path)
-        return ConfigProblem(self.file, line, column, format_path(path), message)
-
-
-def format_path(path: Path_) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def read_yaml(path: Path, *, display: str | None = None) -> YamlDocument:
-    """Read `path` with the hardened loader; problems are collected, never raised."""
-    name = display or str(path)
-    size = path.stat().st_size
-    if size > MAX_BYTES:
-        return _refused(name, f"file is {size} bytes, over the {MAX_BYTES}-byte limit: refused")
-    raw = path.read_bytes()
-    if b"\x00" in raw:
-        offset = raw.index(b"\x00")
-        return _refused(name, f"binary data (NUL byte at offset {offset}): not a YAML text file")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return _refused(name, f"not UTF-8 text (bad byte at offset {exc.start}): save as UTF-8")
-    return parse_yaml(text, file=name)
-
-
-def _refused(name: str, message: str) -> YamlDocument:
-    doc = YamlDocument(name, "", None, {})
-    doc.problems.append(ConfigProblem(name, 1, 1, "", message))
-    return doc
-
-
-def parse_yaml(text: str, *, file: str) -> YamlDocument:
-    doc = YamlDocument(file, text, None, {})
-    loader = _HardenedLoader(text)
-    try:
-        node = loader.get_single_node()
-    except _Refused as exc:
-        line, col = (exc.mark.line + 1, exc.mark.column + 1) if exc.mark else (1, 1)
-        doc.problems.append(ConfigProblem(file, line, col, "", exc.message))
-        return doc
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        doc.problems.append(ConfigProblem(file, line, col, "", f"YAML syntax: {exc.problem}"))
-        return doc
-    except yaml.YAMLError as exc:
-        doc.problems.append(ConfigProblem(file, 1, 1, "", f"YAML syntax: {exc}"))
-        return doc
-    finally:
-        loader.dispose()
-    if node is None:
-        doc.problems.append(ConfigProblem(file, 1, 1, "", "the file is empty"))
-        return doc
-    doc.data = _to_data(node, (), doc, loader)
-    return doc
-
-
-_PLAIN_TAGS: dict[type[yaml.Node], str] = {
-    yaml.MappingNode: "tag:yaml.org,2002:map",
-    yaml.SequenceNode: "tag:yaml.org,2002:seq",
-}
-
-
-def _to_data(node: yaml.Node, path: Path_, doc: YamlDocument, loader: _HardenedLoader) -> Any:
-    doc.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
-    if node.tag != _PLAIN_TAGS.get(type(node), node.tag):
-        # Never constructed, but not silently dropped either: `!!python/object [..]` is refused.
-        doc.problems.append(_unsupported_tag(node, path, doc))
-        return None
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        first_seen: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            key = _scalar(key_node, path, doc, loader)
-            if not isinstance(key, str | int | float | bool) or key is None:
-                doc.problems.append(doc.problem(path, "a key must be plain text"))
-                continue
-            line = key_node.start_mark.line + 1
-            if key in first_seen:
-                doc.problems.append(
-                    ConfigProblem(
-                        doc.file,
-                        line,
-                        key_node.start_mark.column + 1,
-                        format_path((*path, str(key))),
-                        f"duplicate key {key!r} (first at line {first_seen[key]}): remove one",
-                    )
-                )
-                continue
-            first_seen[key] = line
-            child = (*path, str(key))
-            doc.positions[child] = (line, key_node.start_mark.column + 1)
-            out[str(key) if not isinstance(key, str) else key] = _to_data(
-                value_node, child, doc, loader
-            )
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_data(item, (*path, i), doc, loader) for i, item in enumerate(node.value)]
-    return _scalar(node, path, doc, loader)
-
-
-def _scalar(node: yaml.Node, path: Path_, doc: YamlDocument, loader: _HardenedLoader) -> Any:
-    if not isinstance(node, yaml.ScalarNode):
-        doc.problems.append(doc.problem(path, "a key must be plain text, not a list or mapping"))
-        return None
-    try:
-        return loader.construct_object(node, deep=True)
-    except yaml.YAMLError:
-        doc.problems.append(_unsupported_tag(node, path, doc))
-        return None
-    except (ValueError, TypeError, AttributeError, IndexError, OverflowError):
-        # PyYAML's own constructors fail this way on `!!int x`, `!!float x`, `!!timestamp x`.
-        line, col = node.start_mark.line + 1, node.start_mark.column + 1
-        kind = str(node.tag).rpartition(":")[2]
-        doc.problems.append(
-            ConfigProblem(
-                doc.file,
-                line,
-                col,
-                format_path(path),
-                f"{node.value!r} is not a valid {kind} for tag {node.tag}: remove the tag",
-            )
-        )
-        return None
-
-
-def _unsupported_tag(node: yaml.Node, path: Path_, doc: YamlDocument) -> ConfigProblem:
-    line, col = node.start_mark.line + 1, node.start_mark.column + 1
-    return ConfigProblem(
-        doc.file,
-        line,
-        col,
-        format_path(path),
-        f"unsupported tag {node.tag}: remove it, routing files hold plain values only",
-    )
+M = TypeVar("M", bound=BaseModel)
 
 
 # -- validating against the schema ----------------------------------------------------------

@@ -20,13 +20,12 @@ from models.calendar import Duration
 from models.config import PresetDeadline
 from models.errors import ConfigError, ConfigProblem
 from models.loader import (
-    MAX_BYTES,
-    MAX_NODES,
     country_files,
     load_all,
     load_country,
     load_presets,
 )
+from models.safe_yaml import MAX_BYTES, MAX_NODES
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config"
@@ -69,8 +68,8 @@ def problems_of(path: Path, presets) -> list[str]:
 EXPECTED: dict[str, list[str]] = {
     "alias_bomb": [
         (
-            "sv.yaml:16:6: YAML anchors and aliases (&name, *name) are not allowed in "
-            "routing files: write the values out"
+            "sv.yaml:16:6: YAML anchors and aliases (&name, *name) are not allowed here: "
+            "write the values out"
         ),
     ],
     "bad_sla_duration": [
@@ -161,13 +160,12 @@ EXPECTED: dict[str, list[str]] = {
     "python_tag": [
         (
             "sv.yaml:3:7: name: unsupported tag "
-            "tag:yaml.org,2002:python/object/apply:os.system: remove it, routing files hold "
-            "plain values only"
+            "tag:yaml.org,2002:python/object/apply:os.system: remove it, only plain values "
+            "are read"
         ),
         (
             "sv.yaml:4:11: timezone: unsupported tag "
-            "tag:yaml.org,2002:python/name:os.system: remove it, routing files hold plain "
-            "values only"
+            "tag:yaml.org,2002:python/name:os.system: remove it, only plain values are read"
         ),
     ],
     "returned_to_later_step": [
