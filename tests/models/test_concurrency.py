@@ -1,4 +1,4 @@
-"""Concurrent clerks: eight processes registering and deciding at once all succeed, on both backends.
+"""Concurrent clerks: eight processes registering and deciding at once all succeed (both backends).
 
 Each clerk is a forked process with its own connections, started together behind a barrier so
 their first commands collide: the first registrations pin the same routing version and take
@@ -71,8 +71,7 @@ def test_eight_clerks_registering_at_once_all_succeed(database_url: str) -> None
     barrier = FORK.Barrier(CLERKS)
     results = FORK.Queue()
     clerks = [
-        FORK.Process(target=_clerk, args=(database_url, n, barrier, results))
-        for n in range(CLERKS)
+        FORK.Process(target=_clerk, args=(database_url, n, barrier, results)) for n in range(CLERKS)
     ]
     for process in clerks:
         process.start()
