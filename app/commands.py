@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -72,12 +73,33 @@ def _run(name: str, args: argparse.Namespace, **kwargs: Any) -> int:
     return 0
 
 
+def local_when(text: str) -> date | datetime:
+    """`--on`: a day (`2026-10-15`) or a date-time (`2026-10-15T15:30`, zone optional).
+
+    Without a zone it is left naive: the engine reads it in the timezone of the hop's holder,
+    where the clerk's "15 October" happened, and prints the instant it was read as.
+    """
+    try:
+        if len(text.strip()) == 10:
+            return date.fromisoformat(text.strip())
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date (2026-10-15) or a date-time (2026-10-15T15:30, "
+            "optionally with a zone such as +02:00)"
+        ) from None
+
+
 def _common(p: argparse.ArgumentParser, *, on: bool = True) -> None:
     p.add_argument("--key", help="idempotency key: repeating the command with it does nothing")
     p.add_argument("--actor", help="who acts (default: $ROGATORY_ACTOR or $USER)")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     if on:
-        p.add_argument("--on", type=instant, help="when it happened, if entered late")
+        p.add_argument(
+            "--on",
+            type=local_when,
+            help="when it happened, if entered late; a date is read in the holder's timezone",
+        )
 
 
 # -- configuration ------------------------------------------------------------------------------

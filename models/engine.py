@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -113,20 +113,43 @@ def _replay(store: CaseStore, key: str | None, digest: str | None) -> Result | N
     )
 
 
-def _when(on: datetime | None, clock: Clock, *, not_before: datetime | None = None) -> datetime:
-    """When a fact happened: `on` if the clerk gave it (entered late), else now."""
+When = datetime | date | None
+"""When a fact happened, as the clerk gave it: an aware instant; a naive date-time or a plain
+date, read in the timezone of the hop's holder; or None for now."""
+
+
+def _when(
+    on: When, clock: Clock, *, calendar: Calendar, not_before: datetime | None = None
+) -> tuple[datetime, str]:
+    """When a fact happened (`on` if the clerk entered it late, else now), and how it was read.
+
+    A plain date means "that day where the holder sits": local noon, moved inside the day to
+    the hop's opening or to now when the day holds one of them (a decision recorded "on" the
+    day the hop opened cannot precede the opening). The second value says which instant the
+    input was read as, for the confirmation; it is empty when nothing was given.
+    """
     now = clock.now()
     if on is None:
-        return now
-    if on.tzinfo is None:
-        raise CommandRejected(f"--on {on.isoformat()} has no timezone")
-    if on > now:
-        raise CommandRejected(f"--on {on.isoformat()} is in the future: record what happened")
-    if not_before is not None and on < not_before:
+        return now, ""
+    zone = calendar.tz
+    if isinstance(on, datetime):
+        at = on if on.tzinfo is not None else on.replace(tzinfo=zone)
+    else:
+        start = datetime.combine(on, time(0), zone)
+        at = datetime.combine(on, time(12), zone)
+        lowest = not_before if not_before is not None and not_before >= start else start
+        highest = min(now, datetime.combine(on + timedelta(days=1), time(0), zone))
+        at = min(max(at, lowest), highest) if lowest <= highest else at
+    local = at.astimezone(zone)
+    read_as = f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({calendar.timezone})"
+    if at > now:
+        raise CommandRejected(f"--on {read_as} is in the future: record what happened")
+    if not_before is not None and at < not_before:
+        opened = not_before.astimezone(zone)
         raise CommandRejected(
-            f"--on {on.isoformat()} is before the hop opened ({not_before.isoformat()})"
+            f"--on {read_as} is before the hop opened ({opened:%Y-%m-%d %H:%M %Z})"
         )
-    return on
+    return at, f" (entered late: read as {read_as})"
 
 
 def rung_instants(
@@ -393,7 +416,7 @@ def register(
     routings: Routings,
     data: Any,
     actor: str = SYSTEM,
-    on: datetime | None = None,
+    on: When = None,
     idempotency_key: str | None = None,
 ) -> Result:
     """Register a request: validate, pick its route, pin the routing, open its first hop."""
@@ -404,14 +427,15 @@ def register(
     replay = _replay(store, idempotency_key, digest)
     if replay is not None:
         return replay
-    at = _when(on, clock)
-    intake = RequestIntake.check(data, today=at.date(), countries=routings.current.keys())
+    today = on.date() if isinstance(on, datetime) else on or clock.now().date()
+    intake = RequestIntake.check(data, today=today, countries=routings.current.keys())
     routing = routings.for_country(intake.country)
     fields = intake.routing_fields()
     route = _match_route(routing, fields)
     first = 0 if _applies(route, 0, fields) else _next_index(route, 0, fields)
     if first is None:
         raise NoRouteMatches(f"route {route.id!r} has no step that applies to this request")
+    at, read_as = _when(on, clock, calendar=routing.calendar(route.steps[first].holder))
 
     recorded_at = clock.now()
     _pin(store, routing, recorded_at)
@@ -481,7 +505,7 @@ def register(
         hop.hop,
         case.status,
         f"registered {reference} on route {route.id}; hop 1 at {hop.holder}, "
-        f"due {hop.due_at.isoformat()}" + "".join(f"\nwarning: {w}" for w in warnings),
+        f"due {hop.due_at.isoformat()}{read_as}" + "".join(f"\nwarning: {w}" for w in warnings),
         warnings=warnings,
     )
 
@@ -523,7 +547,7 @@ def decide(
     reasons_given: bool | None = None,
     consulted: bool | None = None,
     actor: str = SYSTEM,
-    on: datetime | None = None,
+    on: When = None,
     idempotency_key: str | None = None,
 ) -> Result:
     """Record the holder's decision on the open hop and move the case where the route says."""
@@ -547,7 +571,9 @@ def decide(
     route = routing.config.route(case.route_id)
     outcome, ground, cause = _check_decision(route, step, outcome, ground, cause)
     target = route.decisions_for(step.step_index)[outcome]
-    at = _when(on, clock, not_before=step.opened_at)
+    at, read_as = _when(
+        on, clock, calendar=routing.calendar(step.holder), not_before=step.opened_at
+    )
     recorded_at = clock.now()
     prohibited = ground is not None and ground.prohibited_by_uncac
 
@@ -582,7 +608,9 @@ def decide(
         recorded_at=recorded_at,
         idempotency_key=idempotency_key,
     )
-    message = f"{reference}: hop {step.hop} ({step.route_step} at {step.holder}) {outcome}"
+    message = (
+        f"{reference}: hop {step.hop} ({step.route_step} at {step.holder}) {outcome}{read_as}"
+    )
     if prohibited:
         message += " — WARNING: UNCAC art. 46(8)/(22) prohibits refusing on this ground"
     index: int | None = None
@@ -648,7 +676,7 @@ def resubmit(
     reference: str,
     note: str | None = None,
     actor: str = SYSTEM,
-    on: datetime | None = None,
+    on: When = None,
     idempotency_key: str | None = None,
 ) -> Result:
     """The requester answered a return: reopen the step the request was returned from."""
@@ -661,9 +689,11 @@ def resubmit(
     if case.status != "with_requester":
         raise CommandRejected(f"{reference} is {case.status}, not waiting on the requester")
     last = store.hop(case, case.hop_count)
-    at = _when(on, clock, not_before=last.closed_at)
-    recorded_at = clock.now()
     routing = routings.pinned(session, case.routing_version)
+    at, read_as = _when(
+        on, clock, calendar=routing.calendar(last.holder), not_before=last.closed_at
+    )
+    recorded_at = clock.now()
     route = routing.config.route(case.route_id)
     main = store.append(
         case,
@@ -691,7 +721,7 @@ def resubmit(
         main,
         hop.hop,
         case.status,
-        f"{reference}: resubmitted; hop {hop.hop} opened at {hop.holder}",
+        f"{reference}: resubmitted{read_as}; hop {hop.hop} opened at {hop.holder}",
     )
 
 
@@ -704,7 +734,7 @@ def stop_clock(
     reason: str,
     hop: int | None = None,
     actor: str = SYSTEM,
-    on: datetime | None = None,
+    on: When = None,
     idempotency_key: str | None = None,
 ) -> Result:
     """Stop the open hop's SLA while the case waits on the requester (no reminders meanwhile)."""
@@ -722,7 +752,10 @@ def stop_clock(
             f"{reference}: the clock of hop {step.hop} is already stopped since "
             f"{step.stopped_since.isoformat()}"
         )
-    at = _when(on, clock, not_before=step.opened_at)
+    routing = routings.pinned(session, case.routing_version)
+    at, read_as = _when(
+        on, clock, calendar=routing.calendar(step.holder), not_before=step.opened_at
+    )
     step.stopped_since = at
     step.next_rung_at = None
     store.touch(step)
@@ -741,7 +774,7 @@ def stop_clock(
         main,
         step.hop,
         case.status,
-        f"{reference}: clock of hop {step.hop} stopped ({reason})",
+        f"{reference}: clock of hop {step.hop} stopped ({reason}){read_as}",
     )
 
 
@@ -754,7 +787,7 @@ def resume_clock(
     reason: str,
     hop: int | None = None,
     actor: str = SYSTEM,
-    on: datetime | None = None,
+    on: When = None,
     idempotency_key: str | None = None,
 ) -> Result:
     """Restart the hop's SLA; the time it stood still pushes the due instant and rungs back."""
@@ -767,9 +800,9 @@ def resume_clock(
     step = _current(case, hop)
     if step.stopped_since is None:
         raise CommandRejected(f"{reference}: the clock of hop {step.hop} is not stopped")
-    at = _when(on, clock, not_before=step.stopped_since)
     routing = routings.pinned(session, case.routing_version)
     calendar = routing.calendar(step.holder)
+    at, read_as = _when(on, clock, calendar=calendar, not_before=step.stopped_since)
     shift = stopped_duration(calendar, step.stopped_since, at, Duration.parse(step.sla).unit)
     if shift is not None:
         step.due_at = _push(calendar, step.due_at, shift)
@@ -805,7 +838,7 @@ def resume_clock(
         main,
         step.hop,
         case.status,
-        f"{reference}: clock of hop {step.hop} resumed; due {step.due_at.isoformat()}",
+        f"{reference}: clock of hop {step.hop} resumed{read_as}; due {step.due_at.isoformat()}",
     )
 
 
@@ -840,7 +873,7 @@ def reassign(
     hop: int | None = None,
     note: str | None = None,
     actor: str = SYSTEM,
-    on: datetime | None = None,
+    on: When = None,
     idempotency_key: str | None = None,
 ) -> Result:
     """The request reached the wrong authority: close that hop and open it again at `to`."""
@@ -857,7 +890,9 @@ def reassign(
         raise CommandRejected(f"unknown authority {to!r} (known: {known})")
     if to == step.holder:
         raise CommandRejected(f"hop {step.hop} is already held by {to}")
-    at = _when(on, clock, not_before=step.opened_at)
+    at, read_as = _when(
+        on, clock, calendar=routing.calendar(step.holder), not_before=step.opened_at
+    )
     recorded_at = clock.now()
     route = routing.config.route(case.route_id)
     cause = DelayCause.WRONG_AUTHORITY.value
@@ -896,7 +931,8 @@ def reassign(
         main,
         new.hop,
         case.status,
-        f"{reference}: hop {step.hop} was at the wrong authority; hop {new.hop} at {to}",
+        f"{reference}: hop {step.hop} was at the wrong authority{read_as}; "
+        f"hop {new.hop} at {to}",
     )
 
 
@@ -908,7 +944,7 @@ def withdraw(
     reference: str,
     note: str | None = None,
     actor: str = SYSTEM,
-    on: datetime | None = None,
+    on: When = None,
     idempotency_key: str | None = None,
 ) -> Result:
     """The requester no longer needs the assistance (UNCAC art. 46(24)): close the case."""
@@ -920,7 +956,14 @@ def withdraw(
     case = store.case(reference)
     _require_open(case)
     step = case.open
-    at = _when(on, clock, not_before=step.opened_at if step else None)
+    routing = routings.pinned(session, case.routing_version)
+    last = step or store.hop(case, case.hop_count)
+    at, read_as = _when(
+        on,
+        clock,
+        calendar=routing.calendar(last.holder),
+        not_before=step.opened_at if step else last.closed_at,
+    )
     recorded_at = clock.now()
     if step is not None:
         _close_hop(store, step, at=at, outcome="withdrawn")
@@ -935,7 +978,7 @@ def withdraw(
     )
     _close_case(store, case, outcome="withdrawn", at=at, recorded_at=recorded_at, actor=actor)
     store.command_done()
-    return Result(reference, main, None, case.status, f"{reference}: withdrawn")
+    return Result(reference, main, None, case.status, f"{reference}: withdrawn{read_as}")
 
 
 def record(
@@ -967,11 +1010,13 @@ def record(
     kind = _code(EventKind, event, "event")
     case = store.case(reference)
     now = clock.now()
-    if on > now.date():
+    routing = routings.pinned(session, case.routing_version)
+    # A prescription event is dated, not timed: the day where the case's country sits.
+    calendar = routing.calendar(None)
+    if on > calendar.local_date(now):
         raise CommandRejected(f"--on {on} is in the future: record what happened")
     if on < case.offence_date:
         raise CommandRejected(f"--on {on} is before the offence date {case.offence_date}")
-    routing = routings.pinned(session, case.routing_version)
     before = case.prescription_date
     store.prescription_events(case).append(PrescriptionEvent(kind, on, request_abroad))
     result = compute_prescription(store, case, routing, as_of=now.date())
@@ -990,7 +1035,7 @@ def record(
             "before": before.isoformat() if before else None,
             "after": summary,
         },
-        occurred_at=datetime.combine(on, datetime.min.time(), now.tzinfo),
+        occurred_at=min(now, datetime.combine(on, time(12), calendar.tz)),
         recorded_at=now,
         idempotency_key=idempotency_key,
     )

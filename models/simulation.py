@@ -1099,7 +1099,7 @@ class _Simulator:
             routings=self.routings,
             reference=case.reference,
             event=event,
-            on=self.clock.at.date(),
+            on=case.routing.calendar(None).local_date(self.clock.at),
             actor=_SIMULATOR,
         )
         self.summary.prescription_records += 1

@@ -299,7 +299,7 @@ def test_decide_usage_errors_exit_2_and_write_nothing(cli):
     missing = cli.refused("decide", reference, code=2)
     assert "the following arguments are required: --outcome" in missing.err
     bad_on = cli.refused("decide", reference, "--outcome", "forwarded", "--on", "someday", code=2)
-    assert "'someday' is not a date or date-time" in bad_on.err
+    assert "'someday' is not a date (2026-10-15) or a date-time" in bad_on.err
     bad_hop = cli.refused("decide", reference, "--outcome", "forwarded", "--hop", "two", code=2)
     assert "invalid int value: 'two'" in bad_hop.err
 
