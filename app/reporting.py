@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from app.cli import day, instant
+from app.cli import day, instant, printable
 from models.clock import clock_from_env
 from models.loader import load_all
 from models.metrics import Filters
@@ -83,10 +83,13 @@ def _report(sub: Sub) -> None:
 def report(args: argparse.Namespace) -> int:
     from models.engine import Routings
     from models.ledger import Ledger
+    from tasks.export import output_folder
     from tasks.report import build_report, write_report
 
     filters = filters_from(args)
     routings = Routings(load_all())
+    # Refuse a bad --out before the ledger is read, not after the report is computed.
+    output_folder(args.out)
     with Ledger() as ledger, ledger.session() as session:
         document = build_report(
             session=session,
@@ -98,13 +101,15 @@ def report(args: argparse.Namespace) -> int:
     written = write_report(document, fmt=args.format, out=args.out)
     summary = document["summary"]
     print(
-        f"{document['scope']}: {summary['cases']} cases, {summary['hops']} hops, "
-        f"{summary['open_cases']} open"
+        printable(
+            f"{document['scope']}: {summary['cases']} cases, {summary['hops']} hops, "
+            f"{summary['open_cases']} open"
+        )
     )
     for headline in document["headlines"][:3]:
-        print(f"  - {headline}")
+        print(printable(f"  - {headline}"))
     for path in written:
-        print(f"wrote {path}")
+        print(printable(f"wrote {path}"))
     return 0
 
 
@@ -127,5 +132,5 @@ def export_log(args: argparse.Namespace) -> int:
     filters = filters_from(args)
     with Ledger() as ledger, ledger.session() as session:
         events = write_log(session=session, filters=filters, fmt=args.format, out=args.out)
-    print(f"wrote {args.out}: {events} events ({args.format})")
+    print(printable(f"wrote {args.out}: {events} events ({args.format})"))
     return 0

@@ -3,7 +3,8 @@
 `build_report` reads the ledger once and returns a plain dict (its JSON form is described by
 docs/report-schema.json). `render_html` turns it into one self-contained page an auditor can
 mail: inline CSS and SVG charts drawn here, no script, no external asset. `write_csv` writes
-one file per table.
+one file per table. Files are written as tasks/export.py writes every output: atomically, never
+through a symbolic link, CSV cells neutralised.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 from models import metrics
 from models.metrics import AuditData, Filters, Row, beside, load_audit
 from models.risk import SAMPLES, risk_register
+from tasks.export import neutralise, output_file, output_folder
 
 SCHEMA_ID = "rogatory-report"
 SCHEMA_VERSION = 1
@@ -289,55 +291,58 @@ def render_json(report: dict[str, Any]) -> str:
 
 
 def _cell(value: Any) -> Any:
+    """A table value as one CSV cell: lists joined, None empty, formulas neutralised."""
     if isinstance(value, list):
         if value and isinstance(value[0], dict):
-            return " | ".join(
+            value = " | ".join(
                 f"{v.get('on')} {v.get('event')}: {v.get('date')} ({v.get('why')})" for v in value
             )
-        return "; ".join(str(v) for v in value)
-    if value is None:
-        return ""
-    return value
+        else:
+            value = "; ".join(str(v) for v in value)
+    elif value is None:
+        value = ""
+    return neutralise(value)
 
 
 def write_csv(report: dict[str, Any], folder: Path) -> list[Path]:
     """One CSV per table, plus summary.csv and headlines.csv; returns the files written."""
-    folder.mkdir(parents=True, exist_ok=True)
+    output_folder(folder)
     written = []
     for name, rows in report["tables"].items():
         columns: dict[str, None] = {}
         for row in rows:
             columns.update(dict.fromkeys(row))
         path = folder / f"{name}.csv"
-        with path.open("w", newline="", encoding="utf-8") as f:
+        with output_file(path) as f:
             writer = csv.writer(f)
             writer.writerow(list(columns))
             for row in rows:
                 writer.writerow([_cell(row.get(c)) for c in columns])
         written.append(path)
     path = folder / "summary.csv"
-    with path.open("w", newline="", encoding="utf-8") as f:
+    with output_file(path) as f:
         writer = csv.writer(f)
         writer.writerow(["measure", "value"])
         writer.writerows((k, _cell(v)) for k, v in report["summary"].items())
     written.append(path)
     path = folder / "headlines.csv"
-    with path.open("w", newline="", encoding="utf-8") as f:
+    with output_file(path) as f:
         writer = csv.writer(f)
         writer.writerow(["headline"])
-        writer.writerows([h] for h in report["headlines"])
+        writer.writerows([_cell(h)] for h in report["headlines"])
     written.append(path)
     return written
 
 
 def write_report(report: dict[str, Any], *, fmt: str, out: Path) -> list[Path]:
     """Write the report in `fmt` (html, json or csv) into folder `out`."""
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     if fmt == "csv":
         return write_csv(report, out)
     path = out / f"report.{fmt}"
     text = render_json(report) if fmt == "json" else render_html(report)
-    path.write_text(text, encoding="utf-8")
+    with output_file(path) as f:
+        f.write(text)
     return [path]
 
 
