@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import date, datetime
@@ -120,9 +120,11 @@ def validate(args: argparse.Namespace) -> int:
                 f"{len(routing.config.routes)} routes"
             )
         print(f"{len(routings)} country file(s) valid.")
+        _warn_unserved_tags(routings.values())
         return 0
     presets = load_presets()
     problems: list[ConfigProblem] = []
+    loaded = []
     for path in config_paths(args.paths):
         if not path.is_file():
             problems.append(ConfigProblem(str(path), 1, 1, "", "no such file"))
@@ -132,10 +134,27 @@ def validate(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             problems += exc.problems
         else:
+            loaded.append(routing)
             print(f"ok  {routing.file}  {routing.country}  version {routing.version}")
     if problems:
         raise ConfigError(problems)
+    _warn_unserved_tags(loaded)
     return 0
+
+
+def _warn_unserved_tags(routings: Iterable[Routing]) -> None:
+    """Name the contact tags no apprise line serves: their alerts would stay pending."""
+    from models.contacts import apprise_config_path, contact_tags, served_tags
+
+    path = apprise_config_path()
+    missing = sorted(set(contact_tags(routings)) - served_tags(path))
+    if missing:
+        print(
+            f"warning: {path} has no line for {len(missing)} contact tag(s), so their alerts "
+            f"would stay pending: {', '.join(missing)}\n"
+            "  run `rogatory notify config` to send them to the offline outbox, then put real "
+            "apprise URLs on their lines"
+        )
 
 
 def _routing(code: str) -> Routing:

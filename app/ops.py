@@ -64,11 +64,21 @@ def register(sub: Sub) -> None:
     t = ns.add_parser("test", help="send a test message to an apprise tag")
     t.add_argument("tag")
     t.set_defaults(handler=notify_test)
-    c = ns.add_parser("config", help="print an offline apprise config covering every contact tag")
+    c = ns.add_parser(
+        "config",
+        help="add an offline outbox line for every contact tag the apprise config does not "
+        "serve yet (existing lines are left as they are)",
+    )
+    c.add_argument("--print", action="store_true", help="print a complete offline config instead")
     c.set_defaults(handler=notify_config)
-    q = ns.add_parser("pending", help="deliveries not sent yet, with their last error")
+    q = ns.add_parser("pending", help="deliveries not sent yet, with each recipient's error")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=notify_pending)
+
+    pr = sub.add_parser("problems", help="cases the system could not process, and why")
+    pr.add_argument("--all", action="store_true", help="also the problems since resolved")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(handler=problems_list)
 
 
 # -- case flows ----------------------------------------------------------------------------------
@@ -296,7 +306,9 @@ def watch(args: argparse.Namespace) -> int:
     summary = {
         "hops_due": rungs.due_hops,
         "rungs_recorded": rungs.created,
+        "rungs_superseded": rungs.superseded,
         "prescription_alerts_recorded": alerts.created,
+        "cases_with_problems": len(rungs.failures) + len(alerts.failures),
         "sent": sent.sent,
         "send_failures": sent.failed,
     }
@@ -316,57 +328,83 @@ def watch(args: argparse.Namespace) -> int:
 
 
 def notify_test(args: argparse.Namespace) -> int:
-    from tasks.notify import apprise_config_path, load_apprise, send
+    from models.contacts import apprise_config_path
+    from tasks.notify import load_apprise, send
 
     ok = send(
         load_apprise(),
         tags=[args.tag],
         title=f"rogatory test message to {args.tag}",
-        body="This is a test of rogatory's notifications. No action is needed.",
+        body="This is a test of rogatory's notifications.\nNo action is needed.",
     )
     if ok:
         print(f"sent to tag {args.tag!r}")
         return 0
     print(
-        f"nothing delivered: no service in {apprise_config_path()} took tag {args.tag!r}",
+        f"nothing delivered to tag {args.tag!r}: see `rogatory notify pending` for the errors "
+        f"of real deliveries, and check {apprise_config_path()}",
         file=sys.stderr,
     )
     return 1
 
 
 def notify_config(args: argparse.Namespace) -> int:
-    from models.loader import load_all
-    from tasks.notify import contact_tags, outbox_config
+    from models.contacts import (
+        add_missing_tags,
+        apprise_config_path,
+        contact_tags,
+        outbox_config,
+    )
+    from models.loader import load_available
 
-    print(outbox_config(contact_tags(load_all().values())), end="")
+    routings, _ = load_available()
+    tags = contact_tags(routings.values())
+    if args.print:
+        print(outbox_config(tags), end="")
+        return 0
+    added = add_missing_tags(tags)
+    where = apprise_config_path()
+    if added:
+        print(f"added {len(added)} tag(s) to {where}, each to the offline outbox:")
+        print("\n".join(f"  {t}" for t in added))
+        print("Put a real apprise URL on their lines to reach people.")
+    else:
+        print(f"every contact tag already has a line in {where}: nothing changed")
     return 0
 
 
 def notify_pending(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
-    from models.ledger import Delivery, Ledger
+    from models.deliveries import not_sent
+    from models.ledger import Ledger
 
     with Ledger() as ledger, ledger.session() as session:
-        rows = session.execute(
-            select(
-                Delivery.key,
-                Delivery.tags,
-                Delivery.attempts,
-                Delivery.next_attempt_at,
-                Delivery.last_error,
-            )
-            .where(Delivery.status != "sent")
-            .order_by(Delivery.due_at)
-        ).all()
-    items = [dict(r._mapping) for r in rows]
-    text = (
-        "\n".join(
+        items = not_sent(session)
+    lines = []
+    for r in items:
+        lines.append(
             f"{r['key']:<36} {','.join(r['tags']):<28} tries {r['attempts']:>2}  "
-            f"next {r['next_attempt_at']:%Y-%m-%d %H:%M}  {r['last_error'] or ''}"
-            for r in items
+            f"next {r['next_attempt_at']:%Y-%m-%d %H:%M}"
         )
-        or "nothing pending."
+        for rid, recipient in sorted((r["recipients"] or {}).items()):
+            state = "sent" if recipient.get("sent_at") else f"failed: {recipient.get('error')}"
+            lines.append(f"    {rid}  {state}")
+        if not r["recipients"] and r["last_error"]:
+            lines.append(f"    {r['last_error']}")
+    emit(args, items, "\n".join(lines) or "nothing pending.")
+    return 0
+
+
+def problems_list(args: argparse.Namespace) -> int:
+    from models.ledger import Ledger
+    from models.problems import listed
+
+    with Ledger() as ledger, ledger.session() as session:
+        items = listed(session, include_resolved=args.all)
+    text = "\n".join(
+        f"{r['reference']:<16} {r['stage']:<12} seen {r['occurrences']}x, last "
+        f"{r['last_seen_at']:%Y-%m-%d %H:%M}"
+        f"{'  (resolved)' if r['resolved_at'] else ''}\n    {r['message']}"
+        for r in items
     )
-    emit(args, items, text)
+    emit(args, items, text or "no problem recorded.")
     return 0

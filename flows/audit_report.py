@@ -13,12 +13,14 @@ from typing import Any
 
 from prefect import flow, task
 
+from models import deliveries, problems
 from models.clock import clock_from_env
 from models.engine import Routings
 from models.ledger import Ledger
-from models.loader import load_all
 from models.metrics import Filters
-from tasks.notify import AUDITORS_TAG, load_apprise, send
+from models.notices import AUDITORS_TAG, SEVERITY, Notice, report_message
+from models.problems import Failure
+from tasks.notify import send_pending
 from tasks.report import build_report, write_report
 
 
@@ -26,14 +28,34 @@ from tasks.report import build_report, write_report
 def write_audit_report(out_dir: str, formats: list[str]) -> dict[str, Any]:
     now = clock_from_env().now()
     folder = Path(out_dir) / now.strftime("%Y-%m-%d")
-    with Ledger() as ledger, ledger.session() as session:
-        report = build_report(
-            session=session,
-            routings=Routings(load_all()),
-            filters=Filters(),
-            now=now,
-            generated_at=datetime.now(UTC),
-        )
+    # Every case is timed on the routing it pinned, read from the ledger: a country file being
+    # edited (or broken) does not stop the report.
+    routings = Routings({})
+    with Ledger() as ledger:
+        with ledger.session() as session:
+            report = build_report(
+                session=session,
+                routings=routings,
+                filters=Filters(),
+                now=now,
+                generated_at=datetime.now(UTC),
+            )
+        with ledger.transaction() as session:
+            problems.record_failures(
+                session,
+                [
+                    Failure(
+                        row["reference"],
+                        None,
+                        row["country"],
+                        "report",
+                        f"left out of the audit report: {row['problem']}",
+                    )
+                    for row in report["left_out"]
+                ],
+                coordinators=problems.coordinator_tags(routings.loaded()),
+                now=now,
+            )
     files = [str(p) for fmt in formats for p in write_report(report, fmt=fmt, out=folder)]
     return {
         "folder": str(folder),
@@ -45,14 +67,24 @@ def write_audit_report(out_dir: str, formats: list[str]) -> dict[str, Any]:
 
 @task(name="announce-report", retries=2, retry_delay_seconds=[5, 30])
 def announce_report(written: dict[str, Any]) -> bool:
-    lines = [
-        "The audit report is ready.",
-        *(f"- {h}" for h in written["headlines"][:6]),
-        f"Files: {written['folder']}",
-    ]
-    return send(
-        load_apprise(), tags=[AUDITORS_TAG], title="rogatory audit report", body="\n".join(lines)
+    """Tell the auditors, through a ledger delivery: a failed channel is retried, not lost."""
+    title, body = report_message(headlines=written["headlines"], folder=written["folder"])
+    now = clock_from_env().now()
+    notice = Notice(
+        key=f"report:{written['folder']}:{now.isoformat()}",
+        request_id=None,
+        step_id=None,
+        kind="report",
+        severity=SEVERITY["report"],
+        tags=[AUDITORS_TAG],
+        title=title,
+        body=body,
+        due_at=now,
     )
+    with Ledger() as ledger:
+        with ledger.transaction() as session:
+            deliveries.record(session.connection(), [notice], now=now)
+        return send_pending(ledger=ledger, now=now, keys=[notice.key]).sent == 1
 
 
 @flow(name="audit_report", log_prints=True)

@@ -33,6 +33,7 @@ from models.errors import (
 from models.intake import RequestIntake
 from models.ledger import Request, RoutingVersion, canonical
 from models.loader import Routing, routing_from_snapshot
+from models.notices import opened_notice
 from models.prescription import (
     EventKind,
     PrescriptionEvent,
@@ -68,6 +69,12 @@ class Routings:
             )
             self._by_version[version] = routing
         return routing
+
+    def loaded(self) -> list[Routing]:
+        """Every routing known so far: those in force and the pinned versions read."""
+        return list(
+            {id(r): r for r in [*self.current.values(), *self._by_version.values()]}.values()
+        )
 
     def for_country(self, country: str) -> Routing:
         try:
@@ -265,6 +272,26 @@ def _open_hop(
         next_rung_at=next_rung_at(rungs, calendar),
     )
     store.open_hop(case, hop)
+    if store.announces:
+        # Written with the hop itself: the holder is told at once, in the order things
+        # happened, whether or not the case's flow run is up (it is the backstop).
+        store.notices.append(
+            (
+                opened_notice(
+                    routing=routing,
+                    reference=case.reference,
+                    request_id=case.id,
+                    hop=hop.hop,
+                    step=hop.route_step,
+                    holder=holder,
+                    opened_at=at,
+                    due_at=due,
+                    prescription_date=case.prescription_date,
+                    now=recorded_at,
+                ),
+                recorded_at,
+            )
+        )
     store.append(
         case,
         kind="hop_opened",
@@ -608,9 +635,7 @@ def decide(
         recorded_at=recorded_at,
         idempotency_key=idempotency_key,
     )
-    message = (
-        f"{reference}: hop {step.hop} ({step.route_step} at {step.holder}) {outcome}{read_as}"
-    )
+    message = f"{reference}: hop {step.hop} ({step.route_step} at {step.holder}) {outcome}{read_as}"
     if prohibited:
         message += " — WARNING: UNCAC art. 46(8)/(22) prohibits refusing on this ground"
     index: int | None = None
@@ -931,8 +956,7 @@ def reassign(
         main,
         new.hop,
         case.status,
-        f"{reference}: hop {step.hop} was at the wrong authority{read_as}; "
-        f"hop {new.hop} at {to}",
+        f"{reference}: hop {step.hop} was at the wrong authority{read_as}; hop {new.hop} at {to}",
     )
 
 

@@ -188,30 +188,63 @@ class Event(Base):
 
 
 class Delivery(Base):
-    """One notification owed: unique per key, so a rung fires once per hop occurrence."""
+    """One notification owed: unique per key, so a rung fires once per hop occurrence.
+
+    It goes to every apprise service its tags resolve to, each once (`recipients` keeps what
+    each was sent and the error apprise gave), and is retried only where it failed.
+    """
 
     __tablename__ = "deliveries"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
-    """`step:<id>:rung:<n>:<repeat>` or `case:<ref>:slack:<days>` or `hop:<id>:opened`."""
-    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    """`step:<id>:rung:<n>:<repeat>`, `hop:<ref>:<n>:opened`, `case:<ref>:slack:<days>`, ..."""
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"), index=True)
     step_id: Mapped[int | None] = mapped_column(ForeignKey("steps.id"))
     kind: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16), default="info")
+    """info, warning or failure: the apprise notification type."""
     tags: Mapped[list[str]] = mapped_column(JSON)
     title: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="pending")
-    """pending (owed, maybe retrying), sending (claimed by a watcher), sent."""
+    """pending (owed, maybe retrying), sending (claimed by a sender), sent, superseded."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     last_error: Mapped[str | None] = mapped_column(Text)
+    recipients: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """Per apprise service (its URL, secrets masked): tag, sent_at, attempts, last error."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_deliveries_status_next", "status", "next_attempt_at"),)
+
+
+class CaseProblem(Base):
+    """A case that could not be processed (sweep, reconciliation, report): recorded, told once.
+
+    One bad case never stops the others: the sweep, reconciliation and reports record the
+    problem here, tell the admin and the country's coordinator once, and carry on.
+    """
+
+    __tablename__ = "case_problems"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"), index=True)
+    reference: Mapped[str] = mapped_column(String(32))
+    stage: Mapped[str] = mapped_column(String(32))
+    """Where it failed: sweep, prescription, reconcile, report, flow."""
+    digest: Mapped[str] = mapped_column(String(32))
+    """Of the stage and message, so the same problem is recorded (and told) once."""
+    message: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("reference", "digest"),)
 
 
 def insert_ignoring_duplicates(

@@ -321,8 +321,10 @@ def country_files(root: Path | None = None) -> list[Path]:
     return sorted(((root or config_root()) / "countries").glob("*.yaml"))
 
 
-def load_all(root: Path | None = None) -> dict[str, Routing]:
-    """Every country under `<root>/countries`, keyed by country code; all problems at once."""
+def load_available(
+    root: Path | None = None,
+) -> tuple[dict[str, Routing], list[ConfigProblem]]:
+    """Every country that loads, keyed by code, and the problems of those that do not."""
     root = root or config_root()
     presets = load_presets(root)
     problems: list[ConfigProblem] = []
@@ -334,6 +336,12 @@ def load_all(root: Path | None = None) -> dict[str, Routing]:
             problems += exc.problems
         else:
             out[routing.country] = routing
+    return out, problems
+
+
+def load_all(root: Path | None = None) -> dict[str, Routing]:
+    """Every country under `<root>/countries`, keyed by country code; all problems at once."""
+    out, problems = load_available(root)
     if problems:
         raise ConfigError(problems)
     return out

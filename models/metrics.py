@@ -331,6 +331,8 @@ class AuditData:
     """Computed once by `_step_groups`."""
     prescription_rows: list[Any] | None = None
     """The columns of `prescription_select`, read with the rest (see `models.risk`)."""
+    left_out: list[dict[str, Any]] = field(default_factory=list)
+    """Cases of `filters` whose pinned routing cannot be read: left out, each with why."""
 
     def routing_of_case(self, i: int) -> Routing:
         return self.routings[self.cases.version.label(i)]
@@ -630,9 +632,26 @@ def _load(
 ) -> AuditData:
     conn, dialect = reader.conn, reader.dialect
     where = case_conditions(filters)
-    in_scope = _in_scope(where)
     versions = conn.execute(select(RoutingVersion.version)).scalars().all()
-    pinned = {v: routings.pinned(session, v) for v in versions}
+    pinned: dict[str, Routing] = {}
+    unreadable: dict[str, str] = {}
+    for version in versions:
+        try:
+            pinned[version] = routings.pinned(session, version)
+        except Exception as exc:  # one unreadable version must not stop the report
+            unreadable[version] = f"{type(exc).__name__}: {exc}"
+    left_out = []
+    if unreadable:
+        left_out = [
+            {**row._asdict(), "problem": unreadable[row.routing_version]}
+            for row in conn.execute(
+                select(Request.id, Request.reference, Request.country, Request.routing_version)
+                .where(*where, Request.routing_version.in_(list(unreadable)))
+                .order_by(Request.reference)
+            )
+        ]
+        where = [*where, Request.routing_version.not_in(list(unreadable))]
+    in_scope = _in_scope(where)
     # The child reads the cases and the scans that return few rows; this process reads the hops
     # and builds the business calendars meanwhile: about the same work on each of two cores.
     cases_stmt, flags = _cases_select(dialect, where)
@@ -662,6 +681,7 @@ def _load(
         ),
         late_after_s=late_after_s,
         routings=pinned,
+        left_out=left_out,
     )
     time_hops(data=data)
     stop_rows = reader.read(

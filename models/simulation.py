@@ -40,7 +40,7 @@ from models.errors import CommandRejected
 from models.ledger import Ledger, Request, Step
 from models.loader import Routing
 from models.prescription import EventKind
-from models.store import Case, CaseStore
+from models.store import QUIET_KEY, Case, CaseStore
 
 DAY = 86_400
 DEFAULT_START = datetime(2016, 1, 1, tzinfo=UTC)
@@ -635,6 +635,8 @@ class _Simulator:
         summary = self.summary
         committed = reported = 0
         with ledger.write_session() as session:
+            # Past hops: nobody is to be told they opened years ago.
+            session.info[QUIET_KEY] = True
             self.store = CaseStore.of(session)
             while queue and queue[0][0] < end:
                 done = 0

@@ -23,6 +23,7 @@ from sqlalchemy import JSON, Date, Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from models import deliveries
 from models.config import ROUTING_FIELDS
 from models.errors import Conflict, NotFound
 from models.ledger import (
@@ -37,9 +38,12 @@ from models.ledger import (
     event_hash,
     insert_ignoring_duplicates,
 )
+from models.notices import Notice
 from models.prescription import EventKind, PrescriptionEvent
 
 _STORE_KEY = "rogatory.store"
+QUIET_KEY = "rogatory.quiet"
+"""Session flag: record no notices (the simulator replays years of hops nobody is to be told)."""
 
 
 @dataclass
@@ -172,6 +176,8 @@ class CaseStore:
     new_cases: dict[int, tuple[dict[str, Any], Case]] = field(default_factory=dict)
     last_case_id: int | None = None
     batching: int = 0
+    notices: list[tuple[Notice, datetime]] = field(default_factory=list)
+    """Notices owed by this transaction's commands (a hop opened), recorded with its writes."""
 
     @classmethod
     def of(cls, session: Session) -> CaseStore:
@@ -180,6 +186,10 @@ class CaseStore:
             store = cls(session)
             session.info[_STORE_KEY] = store
         return store
+
+    @property
+    def announces(self) -> bool:
+        return not self.session.info.get(QUIET_KEY, False)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -456,6 +466,9 @@ class CaseStore:
                 if moved.rowcount != 1:
                     raise Conflict("another registration took the same reference number: retry")
                 slot[0] = slot[1]
+        for now in sorted({at for _, at in self.notices}):
+            deliveries.record(connection, [n for n, at in self.notices if at == now], now=now)
+        self.notices.clear()
         self.events.clear()
         self.new_cases.clear()
         self.new_hops.clear()

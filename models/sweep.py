@@ -4,44 +4,34 @@ Finding work is one indexed range query (`steps.next_rung_at <= now`, `requests.
 <= horizon`), so its cost grows with what is due, not with how many hops are open. Each due
 notification becomes a `deliveries` row whose key is unique per hop, rung and occurrence (or per
 case and threshold): two sweeps running at once, or one re-run after a crash, insert the same
-keys and the database keeps one. Sending is a separate, retried stage (tasks/notify.py).
+keys and the database keeps one. What a notice says lives in `models.notices`, its life after
+recording in `models.deliveries`; sending is a separate, retried stage (tasks/notify.py).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Any, NamedTuple, cast
-from zoneinfo import ZoneInfo
+from typing import Any, cast
 
 from sqlalchemy import Connection, Row, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
+from models import deliveries
 from models.calendar import Calendar, Duration
+from models.deliveries import Binder
 from models.domain import Role
 from models.engine import Routings, rung_due
-from models.ledger import Delivery, Request, Step
+from models.ledger import Request, Step
 from models.loader import Routing
+from models.notices import HopState, Notice, hop_notice, role_tags, slack_notice, worded_kind
+from models.problems import Failure
 
 DEFAULT_SLACK_THRESHOLDS = (180, 90, 30)
-
-
-@dataclass(frozen=True)
-class Notice:
-    """One notification owed: who gets it (apprise tags) and what it says."""
-
-    key: str
-    request_id: int
-    step_id: int | None
-    kind: str
-    tags: list[str]
-    title: str
-    body: str
-    due_at: datetime
 
 
 @dataclass(frozen=True)
@@ -49,80 +39,12 @@ class SweepResult:
     due_hops: int
     created: int
     already_recorded: int
-
-
-# The sweep reads and writes thousands of rows at a time. SQLAlchemy's per-value type
-# processing would cost more than the database work, so rows are read raw (`_raw`) and decoded
-# here, and written with driver-level executemany, values converted once.
-_DELIVERY_COLUMNS = [c.name for c in Delivery.__table__.columns if c.name != "id"]
-_DELIVERY_INSTANTS = {"due_at", "next_attempt_at", "created_at", "sent_at"}
-
-
-def _insert_ignoring_duplicates(connection: Connection, rows: list[dict[str, Any]]) -> int:
-    """Insert deliveries; rows whose key exists are skipped. Returns how many were new."""
-    if not rows:
-        return 0
-    bind = _Binder.of(connection)
-    marks = ", ".join([bind.mark] * len(_DELIVERY_COLUMNS))
-    sql = (
-        f"INSERT INTO deliveries ({', '.join(_DELIVERY_COLUMNS)}) VALUES ({marks}) "
-        "ON CONFLICT (key) DO NOTHING"
-    )
-    # Rows share instants (the sweep's `now`) and tag lists: convert each distinct one once.
-    instants: dict[datetime | None, Any] = {}
-    tags: dict[tuple[str, ...], Any] = {}
-
-    def instant(value: datetime | None) -> Any:
-        if value not in instants:
-            instants[value] = bind.instant(value)
-        return instants[value]
-
-    def tag_list(value: list[str]) -> Any:
-        key = tuple(value)
-        if key not in tags:
-            tags[key] = bind.json(value)
-        return tags[key]
-
-    params = [
-        tuple(
-            instant(row[c])
-            if c in _DELIVERY_INSTANTS
-            else tag_list(row[c])
-            if c == "tags"
-            else row[c]
-            for c in _DELIVERY_COLUMNS
-        )
-        for row in rows
-    ]
-    # Both drivers report the rows actually inserted; a skipped duplicate counts none.
-    return int(connection.exec_driver_sql(sql, params).rowcount)
-
-
-@dataclass(frozen=True)
-class _Binder:
-    """How one driver wants instants, JSON and placeholders (sqlite3: text; psycopg: objects)."""
-
-    mark: str
-    sqlite: bool
-
-    @classmethod
-    def of(cls, connection: Connection) -> _Binder:
-        sqlite = connection.dialect.name == "sqlite"
-        return cls("?" if connection.dialect.paramstyle == "qmark" else "%s", sqlite)
-
-    def instant(self, value: datetime | None) -> Any:
-        if value is None:
-            return None
-        utc = value.astimezone(UTC).replace(tzinfo=None)
-        # The text SQLAlchemy stores in SQLite, so compare-and-set matches what it wrote.
-        return utc.isoformat(" ", "microseconds") if self.sqlite else utc
-
-    def json(self, value: Any) -> Any:
-        if self.sqlite:
-            return json.dumps(value)
-        from psycopg.types.json import Json
-
-        return Json(value)
+    superseded: int = 0
+    """Lower rungs of a hop that owed several at once: recorded as superseded, never sent."""
+    failures: list[Failure] = field(default_factory=list)
+    """Cases that could not be swept: recorded as problems, the others went through."""
+    worked: set[str] = field(default_factory=set)
+    """The cases swept without a problem (a problem recorded for one of them is resolved)."""
 
 
 def _raw(column: Any) -> Any:
@@ -147,20 +69,6 @@ def _rungs(value: Any) -> list[dict[str, Any]]:
     return [dict(r) for r in value]
 
 
-class _DueHop(NamedTuple):
-    """A hop with a rung due, as the sweep's query found it."""
-
-    id: int
-    request_id: int
-    hop: int
-    route_step: str
-    holder: str
-    due_at: datetime
-    opened_at: datetime
-    reference: str
-    prescription_date: date | None
-
-
 class _Holders:
     """What every notice to one holder under one routing shares, worked out once per sweep."""
 
@@ -182,7 +90,7 @@ class _Holders:
         key = (routing.version, holder, tuple(roles))
         found = self._tags.get(key)
         if found is None:
-            found = self._tags[key] = _tags(routing, roles, holder)
+            found = self._tags[key] = role_tags(routing, roles, holder)
         return list(found)
 
 
@@ -200,6 +108,7 @@ def find_due_hops(*, connection: Connection, now: datetime, limit: int) -> Seque
             _raw(Step.opened_at),
             _raw(Step.next_rung_at),
             Request.reference,
+            Request.country,
             Request.routing_version,
             _raw(Request.prescription_date),
         )
@@ -213,84 +122,116 @@ def find_due_hops(*, connection: Connection, now: datetime, limit: int) -> Seque
 def sweep_rungs(
     *, session: Session, routings: Routings, now: datetime, limit: int = 50_000
 ) -> SweepResult:
-    """Record every rung due at `now` as a pending delivery, once, and move each hop's pointer."""
+    """Record every rung due at `now` as a pending delivery, once, and move each hop's pointer.
+
+    When a hop owes several rungs at once (a watcher down for days, a backlog imported late),
+    only the highest goes out, worded from the hop's state now; the others are recorded as
+    superseded, and so is any lower rung of that hop still waiting to be sent. A hop that
+    cannot be swept (its pinned routing unreadable, a deadline past the calendar) is returned
+    as a failure and left for the next sweep: the other hops go through.
+    """
     connection = session.connection()
     rows = find_due_hops(connection=connection, now=now, limit=limit)
     stamp = int(now.timestamp())
     holders = _Holders()
-    bind = _Binder.of(connection)
+    bind = Binder.of(connection)
     notices: list[Notice] = []
+    moot: list[Notice] = []
+    kept: dict[int, str] = {}
     moves: list[tuple[Any, ...]] = []
+    failures: list[Failure] = []
+    worked: set[str] = set()
     for row in rows:
-        routing = routings.pinned(session, row.routing_version)
-        calendar, _ = holders.calendar_and_name(routing, row.holder)
-        hop = _DueHop(
-            row.id,
-            row.request_id,
-            row.hop,
-            row.route_step,
-            row.holder,
-            _instant(row.due_at),
-            _instant(row.opened_at),
-            row.reference,
-            _day(row.prescription_date),
-        )
-        rungs = _rungs(row.rungs)
-        pending: list[int] = []
-        for rung in rungs:
-            # Each occurrence of a repeating rung follows from the one before, so walk them
-            # forward instead of recounting from the first (what `rung_due` does).
-            at = rung_due(rung, rung["fired"], calendar)
-            latest: int | None = None
-            while at is not None and at <= stamp:
-                latest = at
-                rung["fired"] += 1
-                at = _following(rung, at, calendar)
-            if latest is not None:
-                # Repeats missed while nobody swept (a watcher down for a week, a backlog
-                # imported late) collapse into one notice, the latest: the others would only
-                # say the same thing again. Its key is that occurrence's, so it stays unique.
-                occurrence = rung["fired"] - 1
-                notices.append(_rung_notice(routing, holders, hop, rung, occurrence, latest, now))
-            if at is not None:
-                pending.append(at)
-        following = datetime.fromtimestamp(min(pending), UTC) if pending else None
+        try:
+            due, following, rungs = _due_rungs(row, routings, session, holders, stamp, now)
+        except Exception as exc:  # one bad case must not stop the sweep for the others
+            failures.append(
+                Failure.of(
+                    exc,
+                    reference=row.reference,
+                    request_id=row.request_id,
+                    country=row.country,
+                    stage="sweep",
+                )
+            )
+            continue
+        worked.add(row.reference)
+        if due:
+            notices.append(due[-1])
+            moot += due[:-1]
+            kept[row.id] = due[-1].key
         # Compare-and-set on the pointer as read (raw, so it matches exactly): a concurrent
         # sweep that moved the hop first wins, and this one's deliveries are duplicates.
         moves.append((bind.json(rungs), bind.instant(following), row.id, row.next_rung_at))
-    created = _insert_ignoring_duplicates(connection, [_row(n, now) for n in notices])
+    superseded = deliveries.supersede_lower_rungs(connection, kept)
+    superseded += deliveries.record(
+        connection, moot, now=now, status="superseded", why="a higher rung was due at once"
+    )
+    created = deliveries.record(connection, notices, now=now)
     if moves:
         connection.exec_driver_sql(
             f"UPDATE steps SET rungs = {bind.mark}, next_rung_at = {bind.mark} "
             f"WHERE id = {bind.mark} AND next_rung_at = {bind.mark}",
             moves,
         )
-    return SweepResult(len(rows), created, len(notices) - created)
+    return SweepResult(len(rows), created, len(notices) - created, superseded, failures, worked)
 
 
-def _row(notice: Notice, now: datetime) -> dict[str, Any]:
-    return {
-        "key": notice.key,
-        "request_id": notice.request_id,
-        "step_id": notice.step_id,
-        "kind": notice.kind,
-        "tags": notice.tags,
-        "title": notice.title,
-        "body": notice.body,
-        "status": "pending",
-        "attempts": 0,
-        "due_at": notice.due_at,
-        "next_attempt_at": now,
-        "claimed_by": None,
-        "last_error": None,
-        "created_at": now,
-        "sent_at": None,
-    }
-
-
-def _tags(routing: Routing, roles: Sequence[str], holder: str) -> list[str]:
-    tags = [routing.config.contact(Role(r), holder) for r in roles]
-    return sorted({t for t in tags if t})
+def _due_rungs(
+    row: Any,
+    routings: Routings,
+    session: Session,
+    holders: _Holders,
+    stamp: int,
+    now: datetime,
+) -> tuple[list[Notice], datetime | None, list[dict[str, Any]]]:
+    """One hop's due rung notices (lowest first), its next pointer and its advanced ladder."""
+    routing = routings.pinned(session, row.routing_version)
+    calendar, holder_name = holders.calendar_and_name(routing, row.holder)
+    due_at = _instant(row.due_at)
+    late = calendar.business_days_between(due_at, now) if now > due_at else 0
+    state = HopState(
+        reference=row.reference,
+        hop=row.hop,
+        step=row.route_step,
+        holder_name=holder_name,
+        opened_at=_instant(row.opened_at),
+        due_at=due_at,
+        days_late=late,
+        prescription_date=_day(row.prescription_date),
+        timezone=calendar.timezone,
+    )
+    rungs = _rungs(row.rungs)
+    pending: list[int] = []
+    due: list[tuple[int, int, Notice]] = []
+    for rung in rungs:
+        # Each occurrence of a repeating rung follows from the one before, so walk them
+        # forward instead of recounting from the first (what `rung_due` does).
+        at = rung_due(rung, rung["fired"], calendar)
+        latest: int | None = None
+        while at is not None and at <= stamp:
+            latest = at
+            rung["fired"] += 1
+            at = _following(rung, at, calendar)
+        if latest is not None:
+            # Repeats missed while nobody swept collapse into one notice, the latest; its key
+            # is that occurrence's, so it stays unique.
+            kind = worded_kind(rung["kind"], due_at=due_at, now=now)
+            notice = hop_notice(
+                key=f"step:{row.id}:rung:{rung['n']}:{rung['fired'] - 1}",
+                kind=kind,
+                state=state,
+                request_id=row.request_id,
+                step_id=row.id,
+                tags=holders.tags(routing, rung["notify"], row.holder),
+                at=datetime.fromtimestamp(latest, UTC),
+                today=now.date(),
+            )
+            due.append((latest, rung["n"], notice))
+        if at is not None:
+            pending.append(at)
+    following = datetime.fromtimestamp(min(pending), UTC) if pending else None
+    return [n for _, _, n in sorted(due, key=lambda d: (d[0], d[1]))], following, rungs
 
 
 def _following(rung: dict[str, Any], at: int, calendar: Calendar) -> int | None:
@@ -303,148 +244,6 @@ def _following(rung: dict[str, Any], at: int, calendar: Calendar) -> int | None:
 @lru_cache(maxsize=64)
 def _duration(text: str) -> Duration:
     return Duration.parse(text)
-
-
-def _rung_notice(
-    routing: Routing,
-    holders: _Holders,
-    hop: _DueHop,
-    rung: dict[str, Any],
-    occurrence: int,
-    at: int,
-    now: datetime,
-) -> Notice:
-    calendar, holder = holders.calendar_and_name(routing, hop.holder)
-    late = calendar.business_days_between(hop.due_at, now) if now > hop.due_at else 0
-    return Notice(
-        key=f"step:{hop.id}:rung:{rung['n']}:{occurrence}",
-        request_id=hop.request_id,
-        step_id=hop.id,
-        kind=rung["kind"],
-        tags=holders.tags(routing, rung["notify"], hop.holder),
-        title=hop_title(rung["kind"], hop.reference, hop.hop, late),
-        body=hop_body(
-            kind=rung["kind"],
-            reference=hop.reference,
-            hop=hop.hop,
-            step=hop.route_step,
-            holder=holder,
-            opened_at=hop.opened_at,
-            due_at=hop.due_at,
-            days_late=late,
-            prescription_date=hop.prescription_date,
-            today=now.date(),
-            tz=calendar.timezone,
-        ),
-        due_at=datetime.fromtimestamp(at, UTC),
-    )
-
-
-def hop_title(kind: str, reference: str, hop: int, days_late: int) -> str:
-    if kind == "reminder":
-        return f"Reminder: {reference} hop {hop} is due soon"
-    if kind == "opened":
-        return f"New: {reference} hop {hop} is now with you"
-    return (
-        f"{'Overdue' if kind == 'overdue' else 'Escalation'}: {reference} hop {hop} is "
-        f"{days_late} business day(s) late"
-    )
-
-
-_ACTIONS = {
-    "opened": "Acknowledge receipt and decide within the deadline: forward, return with a cause, "
-    "refuse with a ground, postpone or execute, with `rogatory decide`.",
-    "reminder": "Decide before the deadline, or stop the clock while waiting on the requester.",
-    "overdue": "The deadline has passed: decide now, or record why it is waiting.",
-    "escalation": "The hop is well past its deadline: the head of unit and the coordinator are "
-    "asked to unblock it.",
-}
-
-
-def hop_body(
-    *,
-    kind: str,
-    reference: str,
-    hop: int,
-    step: str,
-    holder: str,
-    opened_at: datetime,
-    due_at: datetime,
-    days_late: int,
-    prescription_date: date | None,
-    today: date,
-    tz: str,
-) -> str:
-    """What is due, where, since when and what to do; never names of persons or case facts."""
-    zone = ZoneInfo(tz)
-    slack = (
-        "not configured"
-        if prescription_date is None
-        else (f"{(prescription_date - today).days} day(s) (prescription {prescription_date})")
-    )
-    return "\n".join(
-        [
-            f"Case: {reference}",
-            f"Hop {hop}: {step}",
-            f"Held by: {holder}",
-            f"With you since: {_local(opened_at, zone)}",
-            f"Due: {_local(due_at, zone)}",
-            f"Days late: {days_late} business day(s)",
-            f"Prescription slack: {slack}",
-            f"What to do: {_ACTIONS.get(kind, _ACTIONS['overdue'])}",
-        ]
-    )
-
-
-def hop_opened_notice(
-    *,
-    routing: Routing,
-    reference: str,
-    request_id: int,
-    step_id: int,
-    hop: int,
-    step: str,
-    holder: str,
-    opened_at: datetime,
-    due_at: datetime,
-    prescription_date: date | None,
-    now: datetime,
-) -> Notice:
-    """The notice that tells a holder a hop is now theirs (sent by the case's flow)."""
-    calendar = routing.calendar(holder)
-    return Notice(
-        key=f"step:{step_id}:opened",
-        request_id=request_id,
-        step_id=step_id,
-        kind="opened",
-        tags=_tags(routing, [Role.HOLDER.value], holder),
-        title=hop_title("opened", reference, hop, 0),
-        body=hop_body(
-            kind="opened",
-            reference=reference,
-            hop=hop,
-            step=step,
-            holder=routing.config.authorities[holder].name,
-            opened_at=opened_at,
-            due_at=due_at,
-            days_late=0,
-            prescription_date=prescription_date,
-            today=now.date(),
-            tz=calendar.timezone,
-        ),
-        due_at=opened_at,
-    )
-
-
-def _local(instant: datetime, zone: ZoneInfo) -> str:
-    """`%Y-%m-%d %H:%M %Z` in `zone`, without strftime (the sweep formats thousands)."""
-    t = instant.astimezone(zone)
-    return f"{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d} {t.tzname()}"
-
-
-def record_notices(*, session: Session, notices: list[Notice], now: datetime) -> int:
-    """Record notices as pending deliveries, skipping any already recorded; how many are new."""
-    return _insert_ignoring_duplicates(session.connection(), [_row(n, now) for n in notices])
 
 
 def sweep_prescription(
@@ -475,37 +274,40 @@ def sweep_prescription(
         .all()
     )
     notices = []
+    failures = []
+    worked: set[str] = set()
     for row in rows:
         slack = (row.prescription_date - today).days
-        routing = routings.pinned(session, row.routing_version)
-        coordinator = routing.config.contacts.get(Role.COORDINATOR)
+        try:
+            coordinator = routings.pinned(session, row.routing_version).config.contacts.get(
+                Role.COORDINATOR
+            )
+        except Exception as exc:  # one bad case must not stop the alerts for the others
+            failures.append(
+                Failure.of(
+                    exc,
+                    reference=row.reference,
+                    request_id=row.id,
+                    country=row.country,
+                    stage="prescription",
+                )
+            )
+            continue
+        worked.add(row.reference)
         for threshold in sorted(thresholds):
             if slack <= threshold:
-                notices.append(_slack_notice(row, threshold, slack, coordinator, now))
+                notices.append(
+                    slack_notice(
+                        reference=row.reference,
+                        request_id=row.id,
+                        prescription_date=row.prescription_date,
+                        running=row.prescription_running,
+                        open_hop=row.current_hop,
+                        threshold=threshold,
+                        tags=[coordinator] if coordinator else [],
+                        now=now,
+                    )
+                )
                 break  # the tightest threshold crossed; looser ones are moot
-    created = record_notices(session=session, notices=notices, now=now)
-    return SweepResult(len(rows), created, len(notices) - created)
-
-
-def _slack_notice(row: Any, threshold: int, slack: int, tag: str | None, now: datetime) -> Notice:
-    state = "has PRESCRIBED" if slack < 0 else f"prescribes in {slack} day(s)"
-    provisional = " (provisional: a suspension is running)" if row.prescription_running else ""
-    return Notice(
-        key=f"case:{row.reference}:slack:{threshold}",
-        request_id=row.id,
-        step_id=None,
-        kind="prescription",
-        tags=[tag] if tag else [],
-        title=f"Prescription risk: {row.reference} {state}",
-        body="\n".join(
-            [
-                f"Case: {row.reference}",
-                f"Prescription date: {row.prescription_date}{provisional}",
-                f"Slack: {slack} day(s), under the {threshold}-day threshold",
-                f"Open hop: {row.current_hop if row.current_hop else 'none (with the requester)'}",
-                "What to do: check where the request is stuck and whether a suspension or "
-                "interruption can be recorded (`rogatory record`).",
-            ]
-        ),
-        due_at=now,
-    )
+    created = deliveries.record(session.connection(), notices, now=now)
+    return SweepResult(len(rows), created, len(notices) - created, failures=failures, worked=worked)

@@ -13,11 +13,12 @@ from typing import Any
 from prefect import task
 from sqlalchemy import select
 
+from models import deliveries
 from models.clock import clock_from_env
 from models.engine import Routings, decide
 from models.errors import CommandRejected
 from models.ledger import Ledger, Request, Step
-from models.sweep import hop_opened_notice, record_notices
+from models.notices import opened_notice
 from tasks.notify import send_pending
 
 
@@ -68,7 +69,11 @@ def read_case(reference: str) -> CaseView:
 
 
 def announce_hop_now(ledger: Ledger, reference: str, *, now: datetime) -> int:
-    """Record the holder's "new hop" notice for the open hop (once) and send it. Returns sent."""
+    """Send the holder's "new hop" notice for the open hop. Returns how many went.
+
+    The command that opened the hop recorded the notice with it; recording it again here is a
+    no-op, except for hops opened by code that records none (the backstop).
+    """
     routings = Routings({})  # the case runs on its pinned routing, read from the ledger
     with ledger.transaction() as session:
         row = session.execute(
@@ -76,7 +81,6 @@ def announce_hop_now(ledger: Ledger, reference: str, *, now: datetime) -> int:
                 Request.id,
                 Request.routing_version,
                 Request.prescription_date,
-                Step.id,
                 Step.hop,
                 Step.route_step,
                 Step.holder,
@@ -88,11 +92,10 @@ def announce_hop_now(ledger: Ledger, reference: str, *, now: datetime) -> int:
         ).first()
         if row is None:
             return 0
-        notice = hop_opened_notice(
+        notice = opened_notice(
             routing=routings.pinned(session, row.routing_version),
             reference=reference,
-            request_id=row[0],
-            step_id=row[3],
+            request_id=row.id,
             hop=row.hop,
             step=row.route_step,
             holder=row.holder,
@@ -101,7 +104,7 @@ def announce_hop_now(ledger: Ledger, reference: str, *, now: datetime) -> int:
             prescription_date=row.prescription_date,
             now=now,
         )
-        record_notices(session=session, notices=[notice], now=now)
+        deliveries.record(session.connection(), [notice], now=now)
     return send_pending(ledger=ledger, now=now, keys=[notice.key]).sent
 
 

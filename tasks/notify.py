@@ -1,42 +1,33 @@
-"""Deliveries through apprise: the offline `outbox://` notification, the apprise config, retries.
+"""Deliveries through apprise: the offline `outbox://` notification, the apprise config, sending.
 
-Owed notifications are rows in the ledger's `deliveries` table (see models/sweep.py). Sending
-claims a batch (status `sending`), hands each to apprise by tag, and marks it `sent`, or puts it
-back to `pending` with a growing delay. A claim left behind by a crashed sender is taken back
-after `STALE_CLAIM`. A delivery is never dropped: it stays visible as pending until it goes.
+Which notifications are owed, and their life from recorded to sent, is kept in the ledger by
+`models.deliveries`; this module does the talking. Each claimed delivery's tags are resolved to
+apprise services, each service gets the message once (two tags on one address: one message),
+as plain text that apprise turns into lines for HTML services such as e-mail, with the
+notification type its severity calls for. What apprise logs when a service fails is kept as
+that recipient's error, and the next attempt goes only where it failed.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import socket
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import apprise
 from apprise.decorators import notify as apprise_plugin
 from prefect import task
-from sqlalchemy import select, update
 
-from models.ledger import Delivery, Ledger
-from models.loader import Routing, config_root
-
-AUDITORS_TAG = "auditors"
-"""Who receives the audit report's summary (not tied to a country)."""
-STALE_CLAIM = timedelta(minutes=15)
-BACKOFF = (
-    timedelta(minutes=1),
-    timedelta(minutes=5),
-    timedelta(minutes=30),
-    timedelta(hours=2),
-    timedelta(hours=12),
-    timedelta(hours=24),
-)
+from models import deliveries
+from models.contacts import apprise_config_path
+from models.deliveries import Outcome, Owed
+from models.ledger import Ledger
 
 
 def outbox_dir() -> Path:
@@ -78,46 +69,6 @@ def read_outbox(folder: Path | None = None) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def apprise_config_path() -> Path:
-    """$ROGATORY_APPRISE_CONFIG, else config/apprise.conf (apprise's TEXT config format)."""
-    explicit = os.environ.get("ROGATORY_APPRISE_CONFIG")
-    return Path(explicit) if explicit else config_root() / "apprise.conf"
-
-
-def contact_tags(routings: Iterable[Routing]) -> list[str]:
-    """Every apprise tag the country files can notify."""
-    tags = set()
-    for routing in routings:
-        config = routing.config
-        for role in config.contacts:
-            for authority_id in config.authorities:
-                tag = config.contact(role, authority_id)
-                if tag:
-                    tags.add(tag)
-        for authority in config.authorities.values():
-            tags.update(authority.contacts.values())
-    tags.add(AUDITORS_TAG)
-    return sorted(tags)
-
-
-def outbox_config(tags: Iterable[str]) -> str:
-    """An apprise TEXT config sending every tag to the offline outbox.
-
-    TEXT rather than YAML: apprise 2.0's YAML loader trips over custom notifications
-    (KeyError 'password' in post_process_parse_url_results), the TEXT loader does not.
-    """
-    lines = [
-        "# Apprise configuration (TEXT format): `tags=URL`, one line per contact tag of",
-        "# config/countries/*.yaml. Offline default: every tag goes to the local outbox",
-        "# (var/outbox/outbox.jsonl). To reach people, put a real URL on a tag's line, e.g.",
-        "#   sv-coordination=mailto://user:pass@smtp.example.org?to=desk@example.org",
-        "# (see https://github.com/caronc/apprise/wiki). Regenerate the offline defaults with:",
-        "#   rogatory notify config > config/apprise.conf",
-    ]
-    lines += [f"{tag}=outbox://local?recipient={tag}" for tag in tags]
-    return "\n".join(lines) + "\n"
-
-
 def load_apprise(path: Path | None = None) -> apprise.Apprise:
     config = apprise.AppriseConfig()
     config.add(str(path or apprise_config_path()))
@@ -126,11 +77,63 @@ def load_apprise(path: Path | None = None) -> apprise.Apprise:
     return notifier
 
 
+def recipient_id(service: Any) -> str:
+    """One apprise service as a recipient: its URL with secrets masked (two tags, one address).
+
+    A custom notification (`outbox://`) reports only its scheme as its URL; the URL it was
+    configured with, kept in its arguments, tells its recipients apart.
+    """
+    custom = getattr(service, "_default_args", None)
+    if isinstance(custom, dict) and custom.get("url"):
+        return str(custom["url"])
+    return str(service.url(privacy=True))
+
+
+def send_to(service: Any, *, title: str, body: str, severity: str) -> str | None:
+    """Send one message to one apprise service; None when it went, else apprise's error."""
+    try:
+        with apprise.LogCapture(level=logging.WARNING) as log:  # type: ignore[no-untyped-call]
+            ok = service.notify(
+                title=title,
+                body=body,
+                notify_type=apprise.NotifyType(severity),
+                body_format=apprise.NotifyFormat.TEXT,
+            )
+        said = [line.split(" - ", 2)[-1] for line in log.getvalue().splitlines() if line.strip()]
+    except Exception as exc:  # a broken plugin must not lose the delivery
+        return f"{type(exc).__name__}: {exc}"
+    if ok:
+        return None
+    return (said[-1] if said else "apprise reported a failure")[:500]
+
+
+def deliver(notifier: apprise.Apprise, owed: Owed) -> dict[str, Outcome]:
+    """Send `owed` to every service its tags reach and that has not had it yet, once each."""
+    had = owed.already_sent()
+    outcomes: dict[str, Outcome] = {}
+    services: dict[str, tuple[str, Any]] = {}
+    for tag in owed.tags:
+        found = list(notifier.find(tag, match_always=False))
+        if not found:
+            outcomes[f"tag:{tag}"] = Outcome(
+                tag,
+                f"no apprise service serves tag {tag!r} in {apprise_config_path()}: "
+                "add a line for it, or run `rogatory notify config`",
+            )
+        for service in found:
+            services.setdefault(recipient_id(service), (tag, service))
+    for rid, (tag, service) in services.items():
+        if rid not in had:
+            error = send_to(service, title=owed.title, body=owed.body, severity=owed.severity)
+            outcomes[rid] = Outcome(tag, error)
+    return outcomes
+
+
 def send(notifier: apprise.Apprise, *, tags: list[str], title: str, body: str) -> bool:
-    if not tags:
-        return False
-    # A list of tags means "any of them": each service tagged with one of them gets it once.
-    return bool(notifier.notify(body=body, title=title, tag=list(tags)))
+    """Send a message that is not a ledger delivery (a test message) to every service once."""
+    owed = Owed(0, "", "test", "info", tags, title, body, 0, {})
+    outcomes = deliver(notifier, owed)
+    return bool(outcomes) and all(o.ok for o in outcomes.values())
 
 
 @dataclass(frozen=True)
@@ -152,72 +155,25 @@ def send_pending(
     notifier: apprise.Apprise | None = None,
     keys: list[str] | None = None,
 ) -> SendResult:
-    """Send what is owed, once: claim, deliver through apprise, then mark sent or retry later.
+    """Send everything owed at `now`, batch after batch, until nothing is left to claim.
 
-    With `keys`, only those deliveries (a case flow sends its own hop notice at once).
+    With `keys`, only those deliveries (a case flow sends its own hop notice at once). A
+    delivery that fails is booked with a later attempt time, so the loop always ends.
     """
     worker = _worker_name()
-    with ledger.transaction() as session:
-        session.execute(
-            update(Delivery)
-            .where(Delivery.status == "sending", Delivery.next_attempt_at < now - STALE_CLAIM)
-            .values(status="pending", last_error="claim expired: the sender stopped")
-        )
-        owed = select(Delivery.id).where(
-            Delivery.status == "pending", Delivery.next_attempt_at <= now
-        )
-        if keys is not None:
-            owed = owed.where(Delivery.key.in_(keys))
-        ids = session.scalars(owed.order_by(Delivery.due_at).limit(limit)).all()
-        if ids:
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(ids), Delivery.status == "pending")
-                .values(status="sending", claimed_by=worker, next_attempt_at=now)
-            )
-    if not ids:
-        return SendResult(0, 0, 0)
-    with ledger.session() as session:
-        claimed = session.execute(
-            select(
-                Delivery.id, Delivery.tags, Delivery.title, Delivery.body, Delivery.attempts
-            ).where(
-                Delivery.id.in_(ids), Delivery.status == "sending", Delivery.claimed_by == worker
-            )
-        ).all()
-    notifier = notifier or load_apprise()
-    sent, failed = 0, 0
-    for row in claimed:
-        try:
-            ok = send(notifier, tags=list(row.tags), title=row.title, body=row.body)
-            error = (
-                None if ok else f"apprise could not deliver to {', '.join(row.tags) or 'nobody'}"
-            )
-        except Exception as exc:  # a broken plugin must not lose the delivery
-            ok, error = False, f"{type(exc).__name__}: {exc}"
-        with ledger.transaction() as session:
-            if ok:
-                session.execute(
-                    update(Delivery)
-                    .where(Delivery.id == row.id)
-                    .values(status="sent", sent_at=now, attempts=row.attempts + 1, last_error=None)
-                )
+    claimed = sent = failed = 0
+    while True:
+        batch = deliveries.claim(ledger, now=now, worker=worker, limit=limit, keys=keys)
+        if not batch:
+            break
+        notifier = notifier or load_apprise()
+        for owed in batch:
+            if deliveries.finish(ledger, owed, deliver(notifier, owed), now=now):
                 sent += 1
             else:
-                delay = BACKOFF[min(row.attempts, len(BACKOFF) - 1)]
-                session.execute(
-                    update(Delivery)
-                    .where(Delivery.id == row.id)
-                    .values(
-                        status="pending",
-                        attempts=row.attempts + 1,
-                        next_attempt_at=now + delay,
-                        last_error=error,
-                        claimed_by=None,
-                    )
-                )
                 failed += 1
-    return SendResult(len(claimed), sent, failed)
+        claimed += len(batch)
+    return SendResult(claimed, sent, failed)
 
 
 @task(name="send-deliveries", retries=2, retry_delay_seconds=[2, 10])

@@ -133,6 +133,17 @@ def document(
     summary["likely_to_prescribe"] = sum(
         1 for r in register if r["risk"] is not None and r["risk"] >= LIKELY
     )
+    lines = headlines(summary=summary, tables=tables)
+    left_out = [
+        {k: row[k] for k in ("reference", "country", "routing_version", "problem")}
+        for row in data.left_out
+    ]
+    if left_out:
+        lines.insert(
+            0,
+            f"{len(left_out)} case(s) are left out of this report: the routing version they "
+            "are pinned to cannot be read (see `left_out` and `rogatory problems`).",
+        )
     return {
         "schema": SCHEMA_ID,
         "schema_version": SCHEMA_VERSION,
@@ -141,8 +152,9 @@ def document(
         "scope": data.filters.describe(),
         "filters": data.filters.as_json(),
         "summary": summary,
-        "headlines": headlines(summary=summary, tables=tables),
+        "headlines": lines,
         "tables": tables,
+        "left_out": left_out,
     }
 
 

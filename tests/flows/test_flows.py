@@ -52,19 +52,23 @@ def _register_overdue(ledger: Ledger, routings: Routings, days_ago: int) -> str:
     return result.reference
 
 
-def test_watch_clock_sends_due_rungs_to_the_outbox_once(site: Ledger, routings: Routings):
+def test_watch_clock_sends_the_highest_due_rung_to_the_outbox_once(
+    site: Ledger, routings: Routings
+):
     reference = _register_overdue(site, routings, days_ago=21)
     first = watch_clock(reconcile=False)
     again = watch_clock(reconcile=False)
-    assert first["rungs_recorded"] >= 2 and first["sent"] == first["rungs_recorded"]
+    # The hop (10bd, 21 days ago) owes its reminder and its overdue rung at once: only the
+    # overdue goes, after the "new hop" notice its registration recorded.
+    assert (first["rungs_recorded"], first["rungs_superseded"], first["sent"]) == (1, 1, 2)
     assert again["rungs_recorded"] == 0 and again["sent"] == 0
     lines = [m for m in read_outbox() if f"Case: {reference}\n" in m["body"]]
-    titles = sorted(m["title"].split(":")[0] for m in lines)
-    assert "Reminder" in titles and "Overdue" in titles
-    assert {m["recipient"] for m in lines} >= {"sv-fgr", "sv-coordination"}
+    assert [m["title"].split(":")[0] for m in lines] == ["New", "Overdue", "Overdue"]
+    assert {m["recipient"] for m in lines} == {"sv-fgr", "sv-coordination"}
+    assert {m["type"] for m in lines} == {"info", "warning"}
     with site.session() as session:
-        statuses = set(session.scalars(select(Delivery.status)))
-    assert statuses == {"sent"}
+        statuses = sorted(session.scalars(select(Delivery.status)))
+    assert statuses == ["sent", "sent", "superseded"]
 
 
 def test_failed_deliveries_stay_pending_with_backoff(
@@ -75,16 +79,18 @@ def test_failed_deliveries_stay_pending_with_backoff(
     monkeypatch.setenv("ROGATORY_APPRISE_CONFIG", str(config))
     _register_overdue(site, routings, days_ago=21)
     summary = watch_clock(reconcile=False)
-    assert summary["sent"] == 0 and summary["send_failures"] == summary["rungs_recorded"] > 0
+    # The overdue rung and the "new hop" notice recorded at registration.
+    assert summary["sent"] == 0 and summary["send_failures"] == summary["rungs_recorded"] + 1 == 2
     with site.session() as session:
         rows = session.execute(
             select(
                 Delivery.status, Delivery.attempts, Delivery.next_attempt_at, Delivery.last_error
             )
         ).all()
-    assert {r.status for r in rows} == {"pending"}
+    assert sorted(r.status for r in rows) == ["pending", "pending", "superseded"]
+    rows = [r for r in rows if r.status == "pending"]
     assert all(r.attempts == 1 and r.next_attempt_at > datetime.now(UTC) for r in rows)
-    assert all("could not deliver" in r.last_error for r in rows)
+    assert all("no apprise service serves tag" in r.last_error for r in rows)
 
 
 def test_route_request_returns_at_once_for_a_closed_case(site: Ledger, routings: Routings):

@@ -13,9 +13,15 @@ from models.sweep import sweep_rungs
 from tests.samples import intake
 
 
-def _keys(ledger) -> list[str]:
+def _keys(ledger, status: str = "pending") -> list[str]:
     with ledger.session() as session:
-        return sorted(session.scalars(select(Delivery.key)))
+        return sorted(
+            session.scalars(
+                select(Delivery.key).where(
+                    Delivery.status == status, Delivery.key.contains(":rung:")
+                )
+            )
+        )
 
 
 def test_missed_repeats_collapse_into_the_latest_and_later_ones_still_fire(ledger, routings):
@@ -25,13 +31,15 @@ def test_missed_repeats_collapse_into_the_latest_and_later_ones_still_fire(ledge
         engine.register(session=session, clock=clock, routings=routings, data=intake())
     # SV ladder on a 10bd hop: reminder at 75% (8bd), overdue at 100% (10bd), escalation at
     # 150% (15bd) repeating every 10bd (25bd, 35bd, ...). 60 days later is 42 business days
-    # (with Holy Week 2026 closed), so escalations 0, 1 and 2 are all due: one notice, #2.
+    # (with Holy Week 2026 closed), so escalations 0, 1 and 2 are all due: one notice, #2;
+    # the reminder and the overdue rung, due at once with it, are recorded as superseded.
     now = opened + timedelta(days=60)
     with ledger.transaction() as session:
         first = sweep_rungs(session=session, routings=routings, now=now)
     keys = _keys(ledger)
-    assert first.created == 3 == len(keys)
-    assert [k.split(":rung:")[1] for k in keys] == ["0:0", "1:0", "2:2"]
+    assert (first.created, first.superseded) == (1, 2)
+    assert [k.split(":rung:")[1] for k in keys] == ["2:2"]
+    assert [k.split(":rung:")[1] for k in _keys(ledger, "superseded")] == ["0:0", "1:0"]
     with ledger.transaction() as session:
         again = sweep_rungs(session=session, routings=routings, now=now)
     assert (again.due_hops, again.created) == (0, 0)
