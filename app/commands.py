@@ -69,7 +69,11 @@ def _execute(name: str, args: argparse.Namespace, **kwargs: Any) -> Any:
 
 
 def _run(name: str, args: argparse.Namespace, **kwargs: Any) -> int:
+    """A command on an existing case: record it, then wake the case's flow run."""
     _execute(name, args, **kwargs)
+    from app.ops import wake_flow
+
+    wake_flow(kwargs["reference"], quiet=args.json)
     return 0
 
 
@@ -302,7 +306,7 @@ def _decide(sub: Sub) -> None:
 
 
 def decide(args: argparse.Namespace) -> int:
-    code = _run(
+    return _run(
         "decide",
         args,
         reference=args.reference,
@@ -313,10 +317,6 @@ def decide(args: argparse.Namespace) -> int:
         note=args.note,
         on=args.on,
     )
-    from app.ops import wake_flow
-
-    wake_flow(args.reference, quiet=args.json)
-    return code
 
 
 def _clock(sub: Sub) -> None:
@@ -343,11 +343,7 @@ def _resubmit(sub: Sub) -> None:
 
 
 def resubmit(args: argparse.Namespace) -> int:
-    code = _run("resubmit", args, reference=args.reference, note=args.note, on=args.on)
-    from app.ops import wake_flow
-
-    wake_flow(args.reference, quiet=args.json)
-    return code
+    return _run("resubmit", args, reference=args.reference, note=args.note, on=args.on)
 
 
 def _reassign(sub: Sub) -> None:

@@ -195,7 +195,7 @@ def _live(routings: Any, *, seconds: float, root: Path) -> None:
     from models import engine
     from models.clock import clock_from_env
     from models.ledger import Ledger
-    from tasks.cases import read_case_view
+    from models.queries import read_case_view
     from tasks.orchestration import start_case_flow, wake_case_flow
 
     clock = clock_from_env()

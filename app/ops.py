@@ -105,24 +105,30 @@ def start_flow(reference: str, *, quiet: bool = False) -> None:
 
 
 def wake_flow(reference: str, *, quiet: bool = False) -> None:
-    """After a decision: resume the case's flow run so it announces the next hop."""
+    """After a command on a case: resume its flow run so it acts on what the ledger says now.
+
+    Every command that moves, stops or closes a case calls this: a withdrawn case's run must
+    end, a reassigned hop's new holder must be told, and a form typed meanwhile is applied.
+    """
     from app.prefect_env import discover_api_url, server_reachable
     from models.ledger import Ledger
-
-    url = discover_api_url()
-    from tasks.cases import read_case_view
-    from tasks.orchestration import wake_case_flow
+    from models.queries import read_case_view
 
     with Ledger() as ledger:
         view = read_case_view(ledger, reference)
-    if not server_reachable(url) or view.flow_run_id is None:
-        _say(
-            quiet,
-            "The decision is recorded. No Prefect server answers (or the case has no "
-            "flow run yet): the case's flow will pick the decision up once the server "
-            "is back, and the watcher's reconciliation makes sure it does.",
-        )
+    # Prefect is imported only once a server is known to answer (a second and more).
+    if view.flow_run_id is None or not server_reachable(discover_api_url()):
+        # A note, not the result: on stderr, so scripts reading stdout see the command's answer.
+        if not quiet:
+            print(
+                "note: recorded. No Prefect server answers (or the case has no flow run yet): "
+                "the case's flow picks the change up once the server is back, and the "
+                "watcher's reconciliation makes sure it does.",
+                file=sys.stderr,
+            )
         return
+    from tasks.orchestration import wake_case_flow
+
     if wake_case_flow(view.flow_run_id, view):
         _say(quiet, f"{reference}: its flow run was resumed")
 

@@ -1,22 +1,27 @@
 """`route_request`: one flow run per case, named after its reference, driving it hop by hop.
 
-Each time it wakes it reads the ledger, announces the open hop to its holder, and suspends until
-that hop is decided. A decision arrives either through `rogatory decide` (written to the ledger
-first, then the run is resumed with `recorded: true`) or through the Prefect UI's resume form,
-whose input is applied through the same engine command. Prefect re-runs the function from the
-top on every resume; because every task acts on what the ledger says, that is harmless.
+Each time it wakes it applies any decision typed into its resume forms, reads the ledger,
+announces the open hop to its holder, and suspends until something changes. A decision arrives
+either through a command (`rogatory decide` and the rest write the ledger first, then resume
+the run with `recorded: true`) or through the Prefect UI's resume form, whose input goes through
+the same engine command. Prefect re-runs the function from the top on every resume; because
+every task acts on what the ledger says, that is harmless.
+
+A form answered after the ledger moved on holds its input under a key the run no longer waits
+on. The run therefore reads the inputs of every key it has used, not just the last one, and
+applies each once (the key is the engine's idempotency key) or refuses it: the reason is logged
+and told to the holder.
 """
 
 from __future__ import annotations
 
-from itertools import count
-
 from prefect import flow, get_run_logger
+from prefect.context import get_run_context
 from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
 
 from models.domain import DelayCause, Outcome, RefusalGround
-from tasks.cases import announce_hop, apply_decision, input_key, read_case
+from tasks.cases import announce_hop, apply_form_decisions, next_pause_key, read_case
 
 
 class HopDecision(RunInput):
@@ -41,27 +46,21 @@ class Resubmitted(RunInput):
 def route_request(reference: str) -> str:
     """Drive one case until its ledger says it is closed."""
     logger = get_run_logger()
+    run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     while True:
+        for refused in apply_form_decisions(reference, run_id):
+            logger.warning(
+                "decision on %s from the resume form not applied: %s", reference, refused
+            )
         view = read_case(reference)
         if view.status == "closed":
             return f"{reference} closed: {view.outcome}"
         if view.status == "open":
             announce_hop(reference)
-        for attempt in count():
-            key = input_key(reference, view, attempt)
-            if view.status == "with_requester":
-                suspend_flow_run(wait_for_input=Resubmitted, key=key)
-                decision = None
-            else:
-                decision = suspend_flow_run(wait_for_input=HopDecision, key=key)
-            if decision is not None and not decision.recorded:
-                refused = apply_decision(reference, decision.model_dump(mode="json"), key)
-                if refused:
-                    # The engine refused the UI's input: say why and ask again, new key.
-                    logger.warning(
-                        "decision on %s hop %s refused: %s", reference, view.hop, refused
-                    )
-                    continue
-            if read_case(reference).last_seq != view.last_seq:
-                break
-            # Woken with nothing new in the ledger: wait again, under the next key.
+        key = next_pause_key(reference, run_id, view)
+        if view.status == "with_requester":
+            suspend_flow_run(wait_for_input=Resubmitted, key=key)
+        else:
+            suspend_flow_run(wait_for_input=HopDecision, key=key)
+        # Reached only if the run was not suspended after all (the key was taken meanwhile):
+        # go round again, which picks up whatever changed.

@@ -279,7 +279,7 @@ def input_refused_notice(
 ) -> Notice:
     """Tell the holder that a decision typed into the Prefect form was not applied, and why."""
     return Notice(
-        key=f"input:{reference}:{pause_key}:refused",
+        key=input_refused_key(reference, pause_key),
         request_id=request_id,
         step_id=None,
         kind="input_refused",
@@ -297,6 +297,10 @@ def input_refused_notice(
         ),
         due_at=now,
     )
+
+
+def input_refused_key(reference: str, pause_key: str) -> str:
+    return f"input:{reference}:{pause_key}:refused"
 
 
 def report_message(*, headlines: list[str], folder: str) -> tuple[str, str]:

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.errors import NotFound
-from models.ledger import GENESIS, Event, Request, Step, event_hash
+from models.errors import CommandRejected, NotFound
+from models.ledger import GENESIS, Event, Ledger, Request, Step, event_hash
 from models.loader import Routing
 
 
@@ -265,3 +265,33 @@ def _verify_case(session: Session, request: Request) -> BrokenLink | None:
     if request.last_seq != expected_seq - 1 or request.head_hash != prev:
         return BrokenLink(request.reference, expected_seq, "events missing after the last one")
     return None
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """Where a case stands, as its flow needs to know it."""
+
+    reference: str
+    status: str
+    outcome: str | None
+    hop: int | None
+    last_seq: int
+    flow_run_id: str | None
+
+
+def read_case_view(ledger: Ledger, reference: str) -> CaseView:
+    with ledger.session() as session:
+        row = session.execute(
+            select(
+                Request.status,
+                Request.outcome,
+                Request.current_hop,
+                Request.last_seq,
+                Request.flow_run_id,
+            ).where(Request.reference == reference)
+        ).first()
+    if row is None:
+        raise CommandRejected(f"no case {reference!r} in the ledger")
+    return CaseView(
+        reference, row.status, row.outcome, row.current_hop, row.last_seq, row.flow_run_id
+    )

@@ -6,8 +6,10 @@ every resume, so everything here acts on what the ledger says, never on what the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from itertools import count
 from typing import Any
 
 from prefect import task
@@ -15,41 +17,18 @@ from sqlalchemy import select
 
 from models import deliveries
 from models.clock import clock_from_env
+from models.domain import Role
 from models.engine import Routings, decide
 from models.errors import CommandRejected
 from models.ledger import Ledger, Request, Step
-from models.notices import opened_notice
+from models.notices import (
+    input_refused_key,
+    input_refused_notice,
+    opened_notice,
+    role_tags,
+)
+from models.queries import CaseView, read_case_view
 from tasks.notify import send_pending
-
-
-@dataclass(frozen=True)
-class CaseView:
-    """Where a case stands, as its flow needs to know it."""
-
-    reference: str
-    status: str
-    outcome: str | None
-    hop: int | None
-    last_seq: int
-    flow_run_id: str | None
-
-
-def read_case_view(ledger: Ledger, reference: str) -> CaseView:
-    with ledger.session() as session:
-        row = session.execute(
-            select(
-                Request.status,
-                Request.outcome,
-                Request.current_hop,
-                Request.last_seq,
-                Request.flow_run_id,
-            ).where(Request.reference == reference)
-        ).first()
-    if row is None:
-        raise CommandRejected(f"no case {reference!r} in the ledger")
-    return CaseView(
-        reference, row.status, row.outcome, row.current_hop, row.last_seq, row.flow_run_id
-    )
 
 
 def input_key(reference: str, view: CaseView, attempt: int = 0) -> str:
@@ -114,28 +93,137 @@ def announce_hop(reference: str) -> int:
         return announce_hop_now(ledger, reference, now=clock_from_env().now())
 
 
-@task(name="apply-decision", retries=2, retry_delay_seconds=[1, 5])
-def apply_decision(reference: str, decision: dict[str, Any], key: str) -> str:
-    """Apply a decision typed into the Prefect UI, through the same engine command as the CLI.
+@dataclass(frozen=True)
+class LeftInput:
+    """A decision typed into the case run's resume form, under the key it was given."""
 
-    The suspend key is the idempotency key, so a re-run applies it once. Returns "" when
-    applied, else why the engine refused it (the flow then asks again).
+    pause_key: str
+    value: dict[str, Any]
+
+
+def inputs_left(flow_run_id: str, reference: str) -> list[LeftInput]:
+    """Every decision typed into this run's resume forms, oldest first, whatever its key.
+
+    A form answered after the ledger moved on (a `clock resume` meanwhile) holds its input under
+    a key the run no longer waits on: read by key alone, that decision would be lost.
     """
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    prefix = f"suspended-{reference.lower()}-"
+    with get_client(sync_client=True) as client:
+        found = client.filter_flow_run_input(
+            UUID(flow_run_id), key_prefix=prefix, limit=10_000, exclude_keys=set()
+        )
+    out = []
+    for item in sorted(found, key=lambda i: i.created or datetime.min.replace(tzinfo=UTC)):
+        if not item.key.endswith("-response"):
+            continue
+        try:
+            value = json.loads(item.value)
+        except ValueError:
+            continue
+        if isinstance(value, dict) and "outcome" in value and not value.get("recorded"):
+            pause_key = item.key.removeprefix("suspended-").removesuffix("-response")
+            out.append(LeftInput(pause_key, value))
+    return out
+
+
+def used_keys(flow_run_id: str, reference: str) -> set[str]:
+    """The pause keys this run has already suspended under (a key can be used once)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        found = client.filter_flow_run_input(
+            UUID(flow_run_id),
+            key_prefix=f"suspended-{reference.lower()}-",
+            limit=10_000,
+            exclude_keys=set(),
+        )
+    return {
+        i.key.removeprefix("suspended-").removesuffix("-schema")
+        for i in found
+        if i.key.endswith("-schema")
+    }
+
+
+def apply_input(ledger: Ledger, reference: str, left: LeftInput, *, now: datetime) -> str:
+    """Apply one form decision through the engine, once; "" when applied (or already), else why not.
+
+    The pause key is the idempotency key, so a decision applied before is not applied again.
+    A refusal is logged by the caller and told to the holder once (its notice has a unique key).
+    """
+    decision = left.value
+    routings = Routings({})
     try:
-        with Ledger() as ledger, ledger.transaction() as session:
+        with ledger.transaction() as session:
             decide(
                 session=session,
                 clock=clock_from_env(),
-                routings=Routings({}),
+                routings=routings,
                 reference=reference,
                 outcome=decision["outcome"],
-                hop=decision["hop"],
+                hop=decision.get("hop"),
                 ground=decision.get("ground"),
                 cause=decision.get("cause"),
                 note=decision.get("note"),
                 actor="prefect-ui",
-                idempotency_key=f"ui:{key}",
+                idempotency_key=f"ui:{left.pause_key}",
             )
         return ""
     except CommandRejected as exc:
-        return str(exc)
+        reason = str(exc)
+    with ledger.transaction() as session:
+        case = session.execute(
+            select(Request.id, Request.routing_version, Step.holder)
+            .outerjoin(Step, (Step.request_id == Request.id) & (Step.hop == Request.hop_count))
+            .where(Request.reference == reference)
+        ).one()
+        routing = routings.pinned(session, case.routing_version)
+        roles = [Role.HOLDER.value, Role.COORDINATOR.value]
+        notice = input_refused_notice(
+            reference=reference,
+            request_id=case.id,
+            hop=decision.get("hop"),
+            pause_key=left.pause_key,
+            reason=reason,
+            tags=role_tags(routing, roles, case.holder) if case.holder else [],
+            now=now,
+        )
+        new = deliveries.record(session.connection(), [notice], now=now)
+    return reason if new else ""
+
+
+@task(name="apply-form-decisions", retries=2, retry_delay_seconds=[1, 5])
+def apply_form_decisions(reference: str, flow_run_id: str) -> list[str]:
+    """Apply every decision left in this run's resume forms; the refusals not told before.
+
+    Each new refusal's notice is sent at once, like a hop's: the clerk who typed the form is
+    waiting for something to happen.
+    """
+    refused = []
+    with Ledger() as ledger:
+        now = clock_from_env().now()
+        keys = []
+        for left in inputs_left(flow_run_id, reference):
+            reason = apply_input(ledger, reference, left, now=now)
+            if reason:
+                refused.append(f"{left.pause_key}: {reason}")
+                keys.append(input_refused_key(reference, left.pause_key))
+        if keys:
+            send_pending(ledger=ledger, now=now, keys=keys)
+    return refused
+
+
+@task(name="next-pause-key", retries=2, retry_delay_seconds=[1, 5])
+def next_pause_key(reference: str, flow_run_id: str, view: CaseView) -> str:
+    """The first key for the ledger's current state that this run has not suspended under."""
+    used = used_keys(flow_run_id, reference)
+    for attempt in count():
+        key = input_key(reference, view, attempt)
+        if key not in used:
+            return key
+    raise AssertionError("unreachable")

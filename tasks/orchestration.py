@@ -9,7 +9,7 @@ loses no case), and wakes any run that sleeps on a hop the ledger has already mo
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
@@ -23,13 +23,18 @@ from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import resume_flow_run
 from prefect.states import Crashed
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from models.engine import attach_flow_run
-from models.ledger import Event, Ledger, Request
-from tasks.cases import CaseView, input_key
+from models import problems
+from models.engine import Routings, attach_flow_run
+from models.ledger import Event, Ledger, Request, RoutingVersion
+from models.problems import Failure
+from models.queries import CaseView
+from tasks.cases import input_key
 
 ROUTE_DEPLOYMENT = "route_request/route-request"
 DEAD_STATES = {StateType.FAILED, StateType.CRASHED, StateType.CANCELLED, StateType.COMPLETED}
+FAILED_STATES = {StateType.FAILED, StateType.CRASHED}
 BUSY_STATES = {StateType.RUNNING, StateType.PENDING}
 
 
@@ -104,10 +109,16 @@ class Reconciled:
     open_cases: int
     started: int
     woken: int
+    failures: list[Failure] = field(default_factory=list)
+    """Cases whose run could not be started or woken, or whose run had failed."""
 
 
 def reconcile(ledger: Ledger) -> Reconciled:
-    """Give every open case a live flow run, and wake runs sleeping on a stale state."""
+    """Give every open case a live flow run, and wake runs sleeping on a stale state.
+
+    One case's trouble (its run failed, the server refused to start a new one) is recorded as
+    a problem of that case, told once; the other cases are reconciled all the same.
+    """
     with ledger.session() as session:
         rows = session.execute(
             select(
@@ -117,22 +128,66 @@ def reconcile(ledger: Ledger) -> Reconciled:
                 Request.current_hop,
                 Request.last_seq,
                 Request.flow_run_id,
+                Request.id,
+                Request.country,
             ).where(Request.status != "closed")
         ).all()
-    views = [CaseView(*row) for row in rows]
-    runs = _read_runs([v.flow_run_id for v in views if v.flow_run_id])
+    views = [(CaseView(*row[:6]), row.id, row.country) for row in rows]
+    runs = _read_runs([v.flow_run_id for v, _, _ in views if v.flow_run_id])
     started = woken = 0
+    failures: list[Failure] = []
+    worked: set[str] = set()
     now = datetime.now(UTC)
-    for view in views:
+    for view, request_id, country in views:
         run = runs.get(view.flow_run_id or "")
-        if run is not None and _stuck(run, now):
-            _mark_crashed(run)
-        if run is None or run.state is None or run.state.type in DEAD_STATES or _stuck(run, now):
-            start_case_flow(ledger, view.reference, replacing=view.flow_run_id)
-            started += 1
-        elif run.state.is_paused() and wake_case_flow(str(run.id), view):
-            woken += 1
-    return Reconciled(len(views), started, woken)
+        try:
+            if run is not None and run.state is not None and run.state.type in FAILED_STATES:
+                # Said once (the problem's key), then the run is replaced like any dead one.
+                failures.append(
+                    Failure(
+                        view.reference,
+                        request_id,
+                        country,
+                        "flow",
+                        f"its flow run ended {run.state.name}: "
+                        f"{(run.state.message or 'no message')[:400]}",
+                    )
+                )
+            if run is not None and _stuck(run, now):
+                _mark_crashed(run)
+            dead = run is None or run.state is None or run.state.type in DEAD_STATES
+            if dead or _stuck(run, now):  # type: ignore[arg-type]
+                start_case_flow(ledger, view.reference, replacing=view.flow_run_id)
+                started += 1
+            elif run.state.is_paused() and wake_case_flow(str(run.id), view):  # type: ignore[union-attr]
+                woken += 1
+            worked.add(view.reference)
+        except Exception as exc:  # one case's trouble must not stop the others' runs
+            failures.append(
+                Failure.of(
+                    exc,
+                    reference=view.reference,
+                    request_id=request_id,
+                    country=country,
+                    stage="reconcile",
+                )
+            )
+    with ledger.transaction() as session:
+        problems.record_failures(session, failures, coordinators=_coordinators(session), now=now)
+        problems.resolve(session, stage="reconcile", worked=worked, now=now)
+    return Reconciled(len(views), started, woken, failures)
+
+
+def _coordinators(session: Session) -> dict[str, str]:
+    """Each country's coordinator tag, from the routing versions the ledger pinned."""
+    routings = Routings({})
+    out: dict[str, str] = {}
+    for version in session.scalars(select(RoutingVersion.version)):
+        try:
+            out.update(problems.coordinator_tags([routings.pinned(session, version)]))
+        except Exception:  # an unreadable version names no coordinator; the admin is told
+            continue
+    return out
 
 
 def _stuck(run: FlowRun, now: datetime) -> bool:

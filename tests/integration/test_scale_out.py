@@ -61,6 +61,7 @@ def test_two_process_workers_share_the_cases_and_each_case_completes(
     try:
         _run([str(BIN / "prefect"), "work-pool", "create", "rogatory", "--type", "process"], env)
         _run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env)
+        _run([str(BIN / "rogatory"), "db", "upgrade"], env)  # the one migration step
         for name in ("worker-a", "worker-b"):
             log = open(tmp_path / f"{name}.log", "ab")  # noqa: SIM115
             workers.append(
