@@ -90,7 +90,7 @@ def _measure(root: Path) -> list[float]:
     from models.engine import Routings
     from models.ledger import Ledger
     from models.loader import load_all
-    from tasks.cases import read_case_view
+    from models.queries import read_case_view
     from tasks.orchestration import start_case_flow, wake_case_flow
 
     outbox = root / "outbox" / "outbox.jsonl"

@@ -30,9 +30,9 @@ NO_FLOW_YET = (
     "reconciliation starts it once `rogatory serve` runs."
 )
 DECISION_RECORDED = (
-    "The decision is recorded. No Prefect server answers (or the case has no flow run yet): "
-    "the case's flow will pick the decision up once the server is back, and the watcher's "
-    "reconciliation makes sure it does."
+    "note: recorded. No Prefect server answers (or the case has no flow run yet): the case's "
+    "flow picks the change up once the server is back, and the watcher's reconciliation makes "
+    "sure it does."
 )
 
 
@@ -253,7 +253,7 @@ def test_decide_forwards_to_the_next_hop_and_says_the_flow_picks_it_up(cli):
     ran = cli("decide", reference, "--outcome", "forwarded", "--note", "all in order")
     assert ran.code == 0, ran.err
     assert ran.out.startswith(f"{reference}: hop 1 (draft at fgr) forwarded; hop 2 opened at csj")
-    assert DECISION_RECORDED in ran.out
+    assert DECISION_RECORDED in ran.err
     decided = [e for e in cli.events(reference) if e.kind == "decided"]
     assert len(decided) == 1 and '"note":"all in order"' in decided[0].payload
 
@@ -282,7 +282,7 @@ def test_decide_refusals_write_nothing(cli):
     unknown = cli.refused("decide", "SV-2026-999999", "--outcome", "forwarded")
     assert "no case 'SV-2026-999999'" in unknown.err
     for ran in (not_allowed, no_ground, no_cause, stray, unknown):
-        assert ran.err.startswith("error: ") and DECISION_RECORDED not in ran.out
+        assert ran.err.startswith("error: ") and DECISION_RECORDED not in ran.err
 
 
 def test_decide_on_a_hop_no_longer_open_is_a_conflict(cli):
@@ -382,7 +382,7 @@ def test_resubmit_reopens_the_returned_step_and_is_refused_while_a_hop_is_open(c
     ran = cli("resubmit", reference, "--note", "translation attached")
     assert ran.code == 0, ran.err
     assert ran.out.startswith(f"{reference}: resubmitted; hop 3 opened at csj")
-    assert DECISION_RECORDED in ran.out
+    assert DECISION_RECORDED in ran.err
 
 
 def test_reassign_moves_the_hop_and_refuses_unknown_or_same_authority(cli):
