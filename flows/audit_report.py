@@ -40,22 +40,23 @@ def write_audit_report(out_dir: str, formats: list[str]) -> dict[str, Any]:
                 now=now,
                 generated_at=datetime.now(UTC),
             )
-        with ledger.transaction() as session:
-            problems.record_failures(
-                session,
-                [
-                    Failure(
-                        row["reference"],
-                        None,
-                        row["country"],
-                        "report",
-                        f"left out of the audit report: {row['problem']}",
-                    )
-                    for row in report["left_out"]
-                ],
-                coordinators=problems.coordinator_tags(routings.loaded()),
-                now=now,
-            )
+        if report["left_out"]:
+            with ledger.transaction() as session:
+                problems.record_failures(
+                    session,
+                    [
+                        Failure(
+                            row["reference"],
+                            None,
+                            row["country"],
+                            "report",
+                            f"left out of the audit report: {row['problem']}",
+                        )
+                        for row in report["left_out"]
+                    ],
+                    coordinators=problems.coordinator_tags(routings.loaded()),
+                    now=now,
+                )
     files = [str(p) for fmt in formats for p in write_report(report, fmt=fmt, out=folder)]
     return {
         "folder": str(folder),

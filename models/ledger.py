@@ -33,6 +33,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -247,23 +248,22 @@ class CaseProblem(Base):
     __table_args__ = (UniqueConstraint("reference", "digest"),)
 
 
-def insert_ignoring_duplicates(
-    connection: Connection, table: type[Base], rows: list[dict[str, Any]]
-) -> int:
-    """Insert `rows`, skipping any whose primary or unique key exists; how many were new.
+def insert_if_absent(connection: Connection, table: type[Base], row: dict[str, Any]) -> bool:
+    """Insert `row` unless a row with the same primary or unique key exists; True if inserted.
 
     Two writers inserting the same row at once (two clerks pinning the same routing version)
     both succeed: the database keeps one and neither transaction fails.
     """
-    if not rows:
-        return 0
     from sqlalchemy.dialects import postgresql, sqlite
 
     if connection.dialect.name == "postgresql":
         statement: Any = postgresql.insert(table).on_conflict_do_nothing()
     else:
         statement = sqlite.insert(table).on_conflict_do_nothing()
-    return int(connection.execute(statement, rows).rowcount)
+    # RETURNING gives a row only when one was inserted; row counts are not reliable here
+    # (psycopg reports none for an INSERT that SQLAlchemy gives an implicit RETURNING).
+    key = inspect(table).primary_key[0]
+    return connection.execute(statement.returning(key), row).first() is not None
 
 
 # -- engines and sessions ---------------------------------------------------------------------

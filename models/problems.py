@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from models import deliveries
 from models.domain import Role
-from models.ledger import CaseProblem, insert_ignoring_duplicates
+from models.ledger import CaseProblem, insert_if_absent
 from models.notices import ADMIN_TAG, problem_digest, problem_notice
 
 
@@ -54,22 +54,20 @@ def record_failures(
     new = []
     for f in failures:
         digest = problem_digest(f.stage, f.message)
-        inserted = insert_ignoring_duplicates(
+        inserted = insert_if_absent(
             connection,
             CaseProblem,
-            [
-                {
-                    "request_id": f.request_id,
-                    "reference": f.reference,
-                    "stage": f.stage,
-                    "digest": digest,
-                    "message": f.message,
-                    "first_seen_at": now,
-                    "last_seen_at": now,
-                    "occurrences": 1,
-                    "resolved_at": None,
-                }
-            ],
+            {
+                "request_id": f.request_id,
+                "reference": f.reference,
+                "stage": f.stage,
+                "digest": digest,
+                "message": f.message,
+                "first_seen_at": now,
+                "last_seen_at": now,
+                "occurrences": 1,
+                "resolved_at": None,
+            },
         )
         if inserted:
             new.append(f)
@@ -133,9 +131,16 @@ def resolve(session: Session, *, stage: str, worked: Iterable[str], now: datetim
 
 
 def coordinator_tags(configs: Iterable[Any]) -> dict[str, str]:
-    """Country code -> coordinator tag, from loaded routings (their `config`)."""
+    """Country code -> coordinator tag, from routings (their `config`): the files in force
+    that load, then the given ones (the versions the cases pinned), which take precedence.
+
+    A case whose own pinned version cannot be read still has its coordinator told, from the
+    country's file in force.
+    """
+    from models.loader import load_available
+
     out: dict[str, str] = {}
-    for routing in configs:
+    for routing in [*load_available()[0].values(), *configs]:
         tag = routing.config.contacts.get(Role.COORDINATOR)
         if tag:
             out[routing.country] = tag

@@ -36,7 +36,7 @@ from models.ledger import (
     UTCDateTime,
     canonical,
     event_hash,
-    insert_ignoring_duplicates,
+    insert_if_absent,
 )
 from models.notices import Notice
 from models.prescription import EventKind, PrescriptionEvent
@@ -365,7 +365,7 @@ class CaseStore:
         if slot is None:
             connection = self.session.connection()
             key = {"country": country, "year": year}
-            insert_ignoring_duplicates(connection, ReferenceCounter, [{**key, "last": 0}])
+            insert_if_absent(connection, ReferenceCounter, {**key, "last": 0})
             last = connection.execute(
                 select(ReferenceCounter.last)
                 .where(ReferenceCounter.country == country, ReferenceCounter.year == year)
@@ -380,7 +380,7 @@ class CaseStore:
         version = values["version"]
         if version in self.pinned:
             return
-        insert_ignoring_duplicates(self.session.connection(), RoutingVersion, [values])
+        insert_if_absent(self.session.connection(), RoutingVersion, values)
         self.pinned.add(version)
 
     @contextmanager

@@ -173,7 +173,10 @@ def reconcile(ledger: Ledger) -> Reconciled:
                 )
             )
     with ledger.transaction() as session:
-        problems.record_failures(session, failures, coordinators=_coordinators(session), now=now)
+        if failures:
+            problems.record_failures(
+                session, failures, coordinators=_coordinators(session), now=now
+            )
         problems.resolve(session, stage="reconcile", worked=worked, now=now)
     return Reconciled(len(views), started, woken, failures)
 

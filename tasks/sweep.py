@@ -33,12 +33,13 @@ def sweep_now(
         )
     failures = rungs.failures + alerts.failures
     with ledger.transaction() as session:
-        problems.record_failures(
-            session,
-            failures,
-            coordinators=problems.coordinator_tags(routings.loaded()),
-            now=now,
-        )
+        if failures:
+            problems.record_failures(
+                session,
+                failures,
+                coordinators=problems.coordinator_tags(routings.loaded()),
+                now=now,
+            )
         problems.resolve(session, stage="sweep", worked=rungs.worked, now=now)
         problems.resolve(session, stage="prescription", worked=alerts.worked, now=now)
     return rungs, alerts

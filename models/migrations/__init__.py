@@ -8,6 +8,9 @@ lock) instead of racing.
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,18 +61,40 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the ledger at `engine` to `revision`; a no-op when it is already there."""
     if revision == "head" and current_revision(engine) == HEAD:
         return  # already current: no need to load Alembic (a second off every CLI call)
+    if engine.dialect.name == "sqlite":
+        with _sqlite_upgrade_lock(engine):
+            # Persistent, and it needs the file to itself: set here, never per connection. A
+            # raw connection, because the engine's own connections always open a transaction.
+            raw = engine.raw_connection()
+            try:
+                raw.cursor().execute("PRAGMA journal_mode=WAL")
+            finally:
+                raw.close()
+            _run_alembic(engine, revision)
+    else:
+        _run_alembic(engine, revision)
+
+
+@contextmanager
+def _sqlite_upgrade_lock(engine: Engine) -> Iterator[None]:
+    """Upgrades of one SQLite file, one at a time: switching to WAL ignores the busy timeout."""
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.upgrade-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run_alembic(engine: Engine, revision: str) -> None:
     from alembic import command
 
     from models.ledger import WRITE_OPTION
 
-    if engine.dialect.name == "sqlite":
-        # Persistent, and it needs the file to itself: set here, never per connection. A raw
-        # connection, because the engine's own connections always open a transaction first.
-        raw = engine.raw_connection()
-        try:
-            raw.cursor().execute("PRAGMA journal_mode=WAL")
-        finally:
-            raw.close()
     config = alembic_config()
     with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
         if engine.dialect.name == "postgresql":
