@@ -35,15 +35,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return handler(args)
+    # Messages quote names from files and requests: shown printable, like every other output.
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        print(printable(str(exc)), file=sys.stderr)
         print(f"{len(exc.problems)} problem(s) found.", file=sys.stderr)
         return 1
     except IntakeError as exc:
-        print(exc, file=sys.stderr)
+        print(printable(str(exc)), file=sys.stderr)
         return 1
     except RogatoryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(printable(f"error: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -43,6 +43,10 @@ UNIT_WORDS: dict[str, str] = {"bd": "business days", "d": "calendar days", "h": 
 FIRST_YEAR = 1990
 LAST_YEAR = 2080
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+MAX_YEARS = 5
+MAX_AMOUNT = {"bd": 260 * MAX_YEARS, "d": 366 * MAX_YEARS, "h": 24 * 366 * MAX_YEARS}
+"""The longest deadline that makes sense: a `999999d` SLA would validate and then break every
+registration, its due date far past the calendar's range."""
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
@@ -76,10 +80,15 @@ def _parse_duration(text: str) -> Duration:
             f"{text!r} is not a duration: write a whole number followed by bd (business days), "
             "d (calendar days) or h (hours), e.g. 10bd, 30d, 48h"
         )
-    amount = int(match.group(1))
+    amount, unit = int(match.group(1)), match.group(2)
     if amount < 1:
         raise CalendarError(f"{text!r}: a duration must be at least 1")
-    return Duration(amount, match.group(2))  # type: ignore[arg-type]
+    if amount > MAX_AMOUNT[unit]:
+        raise CalendarError(
+            f"{text!r}: at most {MAX_AMOUNT[unit]}{unit} (about {MAX_YEARS} years); a longer "
+            "deadline is no deadline, and could not be counted on the calendar"
+        )
+    return Duration(amount, unit)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)

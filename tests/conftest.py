@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from models.clock import FixedClock
 
@@ -32,6 +33,12 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+
+
+# Properties are checked by their examples, never by the wall clock: on a loaded two-core CI
+# machine a deadline or a "too slow" health check fails a property that holds.
+settings.register_profile("rogatory", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("rogatory")
 
 
 def pytest_configure(config: pytest.Config) -> None:

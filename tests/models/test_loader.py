@@ -619,7 +619,7 @@ YAML_BITS = st.sampled_from(
     max_examples=300,
     deadline=None,
     # The autouse chdir fixture runs once per test, which is all this test needs.
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     cut=st.integers(0, 2000),
@@ -637,3 +637,13 @@ def test_a_mangled_file_gives_problems_never_a_traceback(presets, cut, length, i
         except ConfigError as exc:
             assert exc.problems
             assert all(p.line >= 1 and p.column >= 1 for p in exc.problems)
+
+
+def test_an_sla_no_calendar_can_count_is_refused_at_its_line(tmp_path: Path, presets) -> None:
+    """`999999d` once validated, then broke every registration on its route."""
+    path = write_sv(tmp_path, VALID.replace("sla: 10bd}", "sla: 999999d}", 1))
+    (problem,) = problems_of(path, presets)
+    assert problem.endswith(
+        "sv.yaml:22:34: routes[0].steps[0].sla: '999999d': at most 1830d (about 5 years); a "
+        "longer deadline is no deadline, and could not be counted on the calendar"
+    )
