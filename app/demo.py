@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -80,7 +81,9 @@ def demo(args: argparse.Namespace) -> int:
     try:
         serving = _serve(root)
         try:
-            _live(routings, seconds=args.live_seconds, root=root)
+            refs = _live(routings, seconds=args.live_seconds, root=root)
+            _check_live_runs(refs)
+            _check_outbox(root, refs)
             _step(4, "Running the audit_report flow")
             folder = _audit_report()
         finally:
@@ -189,7 +192,8 @@ def _intake(base: dict[str, Any], today: datetime) -> dict[str, Any]:
     }
 
 
-def _live(routings: Any, *, seconds: float, root: Path) -> None:
+def _live(routings: Any, *, seconds: float, root: Path) -> list[str]:
+    """Drive the live cases through real flow runs; each announcement is awaited, not assumed."""
     from prefect.deployments import run_deployment
 
     from models import engine
@@ -213,6 +217,8 @@ def _live(routings: Any, *, seconds: float, root: Path) -> None:
             refs.append(result.reference)
             start_case_flow(ledger, result.reference)
             print(f"  registered {result.reference} and started its flow run", flush=True)
+        for ref in refs:
+            _await_announcement(root, ref, 1)
         deadline = time.monotonic() + seconds
         decided = 0
         watcher: Any = None
@@ -221,7 +227,7 @@ def _live(routings: Any, *, seconds: float, root: Path) -> None:
             # The first two cases move on; the third is left to run late and escalate.
             for ref in refs[:2]:
                 view = read_case_view(ledger, ref)
-                if view.status != "open" or decided >= 4:
+                if view.status != "open" or decided >= 4 or view.hop is None:
                     continue
                 with ledger.transaction() as session:
                     engine.decide(
@@ -234,8 +240,11 @@ def _live(routings: Any, *, seconds: float, root: Path) -> None:
                         actor="demo",
                     )
                 decided += 1
+                after = read_case_view(ledger, ref)
                 if view.flow_run_id:
-                    wake_case_flow(view.flow_run_id, read_case_view(ledger, ref))
+                    wake_case_flow(view.flow_run_id, after)
+                if after.status == "open" and after.hop is not None:
+                    _await_announcement(root, ref, after.hop)
             # One clock sweep at a time; the first also works off the simulated backlog.
             if watcher is None or _finished(watcher.id):
                 watcher = run_deployment(
@@ -250,6 +259,82 @@ def _live(routings: Any, *, seconds: float, root: Path) -> None:
                 + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
                 flush=True,
             )
+        if watcher is not None:
+            _await(lambda: _finished(watcher.id), 120, "the last clock sweep to finish")
+    return refs
+
+
+def _await(check: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo FAILED: no sign of {what} within {seconds:.0f} s")
+        time.sleep(0.5)
+
+
+def _await_announcement(root: Path, reference: str, hop: int) -> None:
+    title = f"New: {reference} hop {hop} is now with you"
+    _await(lambda: any(m["title"] == title for m in _outbox(root)), 90, f"'{title}'")
+    print(f"  {reference} hop {hop}: its holder was told", flush=True)
+
+
+def _check_live_runs(refs: list[str]) -> None:
+    """Every live case's flow run is waiting on its hop or finished, never failed or crashed."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    from models.ledger import Ledger
+    from models.queries import read_case_view
+
+    with Ledger() as ledger:
+        views = [read_case_view(ledger, ref) for ref in refs]
+    with get_client(sync_client=True) as client:
+        for view in views:
+            if view.flow_run_id is None:
+                raise SystemExit(f"demo FAILED: {view.reference} has no flow run")
+            state = client.read_flow_run(UUID(view.flow_run_id)).state
+            name = state.name if state else "unknown"
+            if state is None or not (state.is_paused() or state.is_completed()):
+                message = state.message if state else ""
+                raise SystemExit(f"demo FAILED: {view.reference}'s flow run is {name}: {message}")
+            print(f"  {view.reference}: flow run {name}", flush=True)
+
+
+_TITLE = re.compile(r"^(\w+): ([A-Z]{2}-\d{4}-\d{6}) hop (\d+) ")
+
+
+def _check_outbox(root: Path, refs: list[str]) -> None:
+    """One "new hop" notice per live hop, no reminder for a late hop, nothing sent twice."""
+    sent = _outbox(root)
+    twice = [k for k, n in Counter((m["recipient"], m["title"]) for m in sent).items() if n > 1]
+    if twice:
+        raise SystemExit(f"demo FAILED: {len(twice)} message(s) sent twice, e.g. {twice[0]}")
+    late_reminders = [
+        m["title"]
+        for m in sent
+        if m["title"].startswith("Reminder:") and "Days late: 0 " not in m["body"]
+    ]
+    if late_reminders:
+        raise SystemExit(f"demo FAILED: a reminder for a late hop: {late_reminders[0]}")
+    opened: Counter[tuple[str, int]] = Counter()
+    per_rung: Counter[tuple[str, str, str, str]] = Counter()
+    for m in sent:
+        found = _TITLE.match(m["title"])
+        if found and found[1] == "New":
+            opened[(found[2], int(found[3]))] += 1
+        elif found:
+            per_rung[(m["recipient"], found[2], found[3], found[1])] += 1
+    repeats = sum(n - 1 for n in per_rung.values())
+    live = {key: n for key, n in opened.items() if key[0] in refs}
+    if not live or max(live.values()) != 1:
+        raise SystemExit(f"demo FAILED: 'new hop' notices per live hop: {live}")
+    print(
+        f"  outbox checked: {len(sent)} messages, none twice; {len(live)} live hops, each "
+        f"announced once; no reminder for a hop already late; {repeats} repeat(s) of a rung "
+        "that its ladder asks to repeat (`repeat:`), each saying how late the hop is by then",
+        flush=True,
+    )
 
 
 def _finished(run_id: Any) -> bool:

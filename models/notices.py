@@ -36,6 +36,9 @@ SEVERITY: dict[str, Severity] = {
 }
 
 
+LATE_WORDS = {"bd": "business day(s)", "d": "day(s)", "h": "hour(s)"}
+
+
 @dataclass(frozen=True)
 class Notice:
     """One notification owed: who gets it (apprise tags), what it says, how loud it is."""
@@ -55,17 +58,6 @@ class Notice:
 def worded_kind(kind: str, *, due_at: datetime, now: datetime) -> str:
     """The kind a rung's notice is worded as now: "due soon" makes no sense once it is late."""
     return "overdue" if kind == "reminder" and now > due_at else kind
-
-
-def hop_title(kind: str, reference: str, hop: int, days_late: int) -> str:
-    if kind == "reminder":
-        return f"Reminder: {reference} hop {hop} is due soon"
-    if kind == "opened":
-        return f"New: {reference} hop {hop} is now with you"
-    return (
-        f"{'Overdue' if kind == 'overdue' else 'Escalation'}: {reference} hop {hop} is "
-        f"{days_late} business day(s) late"
-    )
 
 
 _ACTIONS = {
@@ -91,6 +83,25 @@ class HopState:
     days_late: int
     prescription_date: date | None
     timezone: str
+    late_unit: str = "bd"
+    """What `days_late` counts: business days (`bd`), calendar days (`d`) or hours (`h`), as
+    the hop's deadline (or a repeating rung) is counted."""
+
+
+def hop_title(kind: str, state: HopState, *, today: date) -> str:
+    """One line that says what happened to which hop; two rungs of one hop never read alike."""
+    reference, hop = state.reference, state.hop
+    if kind == "reminder":
+        due = state.due_at.astimezone(ZoneInfo(state.timezone)).date()
+        days = (due - today).days
+        when = "today" if days <= 0 else f"in {days} day(s)"
+        return f"Reminder: {reference} hop {hop} is due {when}, on {due}"
+    if kind == "opened":
+        return f"New: {reference} hop {hop} is now with you"
+    return (
+        f"{'Overdue' if kind == 'overdue' else 'Escalation'}: {reference} hop {hop} is "
+        f"{state.days_late} {LATE_WORDS[state.late_unit]} late"
+    )
 
 
 def hop_notice(
@@ -102,9 +113,10 @@ def hop_notice(
     step_id: int | None,
     tags: list[str],
     at: datetime,
-    today: date,
+    now: datetime,
 ) -> Notice:
     """A notice about one hop: opened, or a rung of its ladder (`at`: when it fell due)."""
+    today = now.astimezone(ZoneInfo(state.timezone)).date()  # the holder's today
     return Notice(
         key=key,
         request_id=request_id,
@@ -112,7 +124,7 @@ def hop_notice(
         kind=kind,
         severity=SEVERITY[kind],
         tags=tags,
-        title=hop_title(kind, state.reference, state.hop, state.days_late),
+        title=hop_title(kind, state, today=today),
         body=hop_body(kind=kind, state=state, today=today),
         due_at=at,
     )
@@ -128,7 +140,7 @@ def hop_body(*, kind: str, state: HopState, today: date) -> str:
             f"Held by: {state.holder_name}",
             f"With you since: {local_time(state.opened_at, zone)}",
             f"Due: {local_time(state.due_at, zone)}",
-            f"Days late: {state.days_late} business day(s)",
+            f"Days late: {state.days_late} {LATE_WORDS[state.late_unit]}",
             f"Prescription slack: {slack_text(state.prescription_date, today)}",
             f"What to do: {_ACTIONS.get(kind, _ACTIONS['overdue'])}",
         ]
@@ -168,7 +180,7 @@ def opened_notice(
         step_id=None,
         tags=role_tags(routing, [Role.HOLDER.value], holder),
         at=opened_at,
-        today=now.date(),
+        now=now,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
@@ -103,6 +103,7 @@ def find_due_hops(*, connection: Connection, now: datetime, limit: int) -> Seque
             Step.hop,
             Step.route_step,
             Step.holder,
+            Step.sla,
             _raw(Step.rungs),
             _raw(Step.due_at),
             _raw(Step.opened_at),
@@ -189,7 +190,7 @@ def _due_rungs(
     routing = routings.pinned(session, row.routing_version)
     calendar, holder_name = holders.calendar_and_name(routing, row.holder)
     due_at = _instant(row.due_at)
-    late = calendar.business_days_between(due_at, now) if now > due_at else 0
+    unit = Duration.parse(row.sla).unit
     state = HopState(
         reference=row.reference,
         hop=row.hop,
@@ -197,9 +198,10 @@ def _due_rungs(
         holder_name=holder_name,
         opened_at=_instant(row.opened_at),
         due_at=due_at,
-        days_late=late,
+        days_late=lateness(calendar, due_at, now, unit),
         prescription_date=_day(row.prescription_date),
         timezone=calendar.timezone,
+        late_unit=unit,
     )
     rungs = _rungs(row.rungs)
     pending: list[int] = []
@@ -217,21 +219,44 @@ def _due_rungs(
             # Repeats missed while nobody swept collapse into one notice, the latest; its key
             # is that occurrence's, so it stays unique.
             kind = worded_kind(rung["kind"], due_at=due_at, now=now)
+            occurrence = datetime.fromtimestamp(latest, UTC)
+            said = state
+            if rung["repeat"] and occurrence > due_at:
+                # A repeat says how late the hop was when it fell due, counted in the repeat's
+                # own unit ("the 18th business day late"), so two repeats never read alike; the
+                # latest one is never older than one repeat: this is the hop's state now.
+                every = _duration(rung["repeat"]).unit
+                said = replace(
+                    state,
+                    days_late=lateness(calendar, due_at, occurrence, every),
+                    late_unit=every,
+                )
             notice = hop_notice(
                 key=f"step:{row.id}:rung:{rung['n']}:{rung['fired'] - 1}",
                 kind=kind,
-                state=state,
+                state=said,
                 request_id=row.request_id,
                 step_id=row.id,
                 tags=holders.tags(routing, rung["notify"], row.holder),
-                at=datetime.fromtimestamp(latest, UTC),
-                today=now.date(),
+                at=occurrence,
+                now=now,
             )
             due.append((latest, rung["n"], notice))
         if at is not None:
             pending.append(at)
     following = datetime.fromtimestamp(min(pending), UTC) if pending else None
     return [n for _, _, n in sorted(due, key=lambda d: (d[0], d[1]))], following, rungs
+
+
+def lateness(calendar: Calendar, due_at: datetime, at: datetime, unit: str) -> int:
+    """How late a hop due at `due_at` is at `at`, in business days, calendar days or hours."""
+    if at <= due_at:
+        return 0
+    if unit == "bd":
+        return calendar.business_days_between(due_at, at)
+    if unit == "d":
+        return (calendar.local_date(at) - calendar.local_date(due_at)).days
+    return int((at - due_at).total_seconds() // 3600)
 
 
 def _following(rung: dict[str, Any], at: int, calendar: Calendar) -> int | None:
