@@ -193,14 +193,6 @@ def test_a_file_system_that_refuses_the_file_gives_a_message(
     assert list(out.iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into any folder")
-def test_an_unwritable_folder_is_refused_with_a_message(rogatory, tmp_path):
-    out = tmp_path / "locked"
-    out.mkdir(mode=0o500)
-    ran = rogatory("export-log", "--out", str(out / "events.xes"))
-    assert_one_line_error(ran, out / "events.xes", "permission denied")
-
-
 # -- atomic replacement ------------------------------------------------------------------------
 
 
