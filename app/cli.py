@@ -23,7 +23,15 @@ from models.errors import ConfigError, IntakeError, RogatoryError
 Handler = Callable[[argparse.Namespace], int]
 
 # Each module exposes `register(subparsers)` and adds its own subcommands.
-COMMAND_MODULES = ("app.commands", "app.ops", "app.demo", "app.simulation", "app.reporting")
+COMMAND_MODULES = (
+    "app.commands",
+    "app.case_commands",
+    "app.ops",
+    "app.users",
+    "app.demo",
+    "app.simulation",
+    "app.reporting",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,15 +116,6 @@ def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
         print(json.dumps(payload, indent=2, default=str, ensure_ascii=False))
     else:
         print(printable(text))
-
-
-def actor(args: argparse.Namespace) -> str:
-    return str(
-        getattr(args, "actor", None)
-        or os.environ.get("ROGATORY_ACTOR")
-        or os.environ.get("USER")
-        or "clerk"
-    )
 
 
 def config_paths(paths: Sequence[str]) -> list[Path]:

@@ -119,13 +119,12 @@ def wake_flow(reference: str, *, quiet: bool = False) -> None:
     # Prefect is imported only once a server is known to answer (a second and more).
     if view.flow_run_id is None or not server_reachable(discover_api_url()):
         # A note, not the result: on stderr, so scripts reading stdout see the command's answer.
-        if not quiet:
-            print(
-                "note: recorded. No Prefect server answers (or the case has no flow run yet): "
-                "the case's flow picks the change up once the server is back, and the "
-                "watcher's reconciliation makes sure it does.",
-                file=sys.stderr,
-            )
+        _say(
+            quiet,
+            "recorded. No Prefect server answers (or the case has no flow run yet): the "
+            "case's flow picks the change up once the server is back, and the watcher's "
+            "reconciliation makes sure it does.",
+        )
         return
     from tasks.orchestration import wake_case_flow
 
@@ -134,8 +133,9 @@ def wake_flow(reference: str, *, quiet: bool = False) -> None:
 
 
 def _say(quiet: bool, text: str) -> None:
+    """A note about the case's flow run: on stderr, so stdout stays the command's answer."""
     if not quiet:
-        print(text)
+        print(f"note: {text}", file=sys.stderr)
 
 
 # -- serve ---------------------------------------------------------------------------------------

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from app.cli import day, instant, printable
-from models.clock import clock_from_env
-from models.loader import load_all
 from models.metrics import Filters
 
 Sub = Any  # argparse's private _SubParsersAction
@@ -81,23 +79,16 @@ def _report(sub: Sub) -> None:
 
 
 def report(args: argparse.Namespace) -> int:
-    from models.engine import Routings
-    from models.ledger import Ledger
+    from app.client import client
     from tasks.export import output_folder
-    from tasks.report import build_report, write_report
+    from tasks.report import write_report
 
     filters = filters_from(args)
-    routings = Routings(load_all())
     # Refuse a bad --out before the ledger is read, not after the report is computed.
     output_folder(args.out)
-    with Ledger() as ledger, ledger.session() as session:
-        document = build_report(
-            session=session,
-            routings=routings,
-            filters=filters,
-            now=args.as_of or clock_from_env().now(),
-            late_after=timedelta(hours=args.late_after_hours),
-        )
+    document = client().report(
+        filters, now=args.as_of, late_after=timedelta(hours=args.late_after_hours)
+    )
     written = write_report(document, fmt=args.format, out=args.out)
     summary = document["summary"]
     print(
@@ -126,11 +117,8 @@ def _export_log(sub: Sub) -> None:
 
 
 def export_log(args: argparse.Namespace) -> int:
-    from models.ledger import Ledger
-    from tasks.export import export_log as write_log
+    from app.client import client
 
-    filters = filters_from(args)
-    with Ledger() as ledger, ledger.session() as session:
-        events = write_log(session=session, filters=filters, fmt=args.format, out=args.out)
+    events = client().export_log(filters_from(args), fmt=args.format, out=args.out)
     print(printable(f"wrote {args.out}: {events} events ({args.format})"))
     return 0

@@ -359,6 +359,18 @@ def _digest(key: str | None, **parts: Any) -> str | None:
     return hashlib.sha256(canonical(parts).encode()).hexdigest()[:24]
 
 
+def _check_seq(case: Case, seq: int | None) -> None:
+    """Refuse a command sent on a view of the case that is no longer current."""
+    if seq is not None and seq != case.last_seq:
+        raise Conflict(
+            f"{case.reference} has moved on since you looked at it (event {seq}; it is now at "
+            f"event {case.last_seq}): read it again and decide on what it says now",
+            reference=case.reference,
+            expected_seq=seq,
+            actual_seq=case.last_seq,
+        )
+
+
 def _require_open(case: Case) -> None:
     if case.status == "closed":
         raise CommandRejected(
@@ -371,7 +383,9 @@ def _current(case: Case, hop: int | None) -> Hop:
     if hop is not None and case.status == "closed":
         raise Conflict(
             f"{case.reference}: hop {hop} is no longer open; the case was closed "
-            f"({case.outcome}) by another command"
+            f"({case.outcome}) by another command",
+            reference=case.reference,
+            hop=hop,
         )
     _require_open(case)
     if case.open is None:
@@ -382,7 +396,9 @@ def _current(case: Case, hop: int | None) -> Hop:
     if hop is not None and hop != case.open.hop:
         raise Conflict(
             f"{case.reference}: hop {hop} is no longer open (the open hop is {case.open.hop}, "
-            f"{case.open.route_step} at {case.open.holder}); someone decided first"
+            f"{case.open.route_step} at {case.open.holder}); someone decided first",
+            reference=case.reference,
+            hop=hop,
         )
     return case.open
 
@@ -481,6 +497,7 @@ def register(
             "counterpart": intake.counterpart,
             "urgent": intake.urgent,
             "coercive": intake.coercive,
+            "confidential": intake.confidential,
             "offence_date": intake.offence_date,
             "discovery_date": intake.discovery_date,
             "status": "open",
@@ -566,6 +583,7 @@ def decide(
     clock: Clock,
     routings: Routings,
     reference: str,
+    seq: int | None = None,
     outcome: Outcome | str,
     hop: int | None = None,
     ground: RefusalGround | str | None = None,
@@ -593,6 +611,7 @@ def decide(
     if replay is not None:
         return replay
     case = store.case(reference)
+    _check_seq(case, seq)
     step = _current(case, hop)
     routing = routings.pinned(session, case.routing_version)
     route = routing.config.route(case.route_id)
@@ -699,6 +718,7 @@ def resubmit(
     clock: Clock,
     routings: Routings,
     reference: str,
+    seq: int | None = None,
     note: str | None = None,
     actor: str = SYSTEM,
     on: When = None,
@@ -711,6 +731,7 @@ def resubmit(
     if replay is not None:
         return replay
     case = store.case(reference)
+    _check_seq(case, seq)
     if case.status != "with_requester":
         raise CommandRejected(f"{reference} is {case.status}, not waiting on the requester")
     last = store.hop(case, case.hop_count)
@@ -756,6 +777,7 @@ def stop_clock(
     clock: Clock,
     routings: Routings,
     reference: str,
+    seq: int | None = None,
     reason: str,
     hop: int | None = None,
     actor: str = SYSTEM,
@@ -771,6 +793,7 @@ def stop_clock(
     if not reason.strip():
         raise CommandRejected("stopping the clock needs --reason")
     case = store.case(reference)
+    _check_seq(case, seq)
     step = _current(case, hop)
     if step.stopped_since is not None:
         raise CommandRejected(
@@ -809,6 +832,7 @@ def resume_clock(
     clock: Clock,
     routings: Routings,
     reference: str,
+    seq: int | None = None,
     reason: str,
     hop: int | None = None,
     actor: str = SYSTEM,
@@ -822,6 +846,7 @@ def resume_clock(
     if replay is not None:
         return replay
     case = store.case(reference)
+    _check_seq(case, seq)
     step = _current(case, hop)
     if step.stopped_since is None:
         raise CommandRejected(f"{reference}: the clock of hop {step.hop} is not stopped")
@@ -894,6 +919,7 @@ def reassign(
     clock: Clock,
     routings: Routings,
     reference: str,
+    seq: int | None = None,
     to: str,
     hop: int | None = None,
     note: str | None = None,
@@ -908,6 +934,7 @@ def reassign(
     if replay is not None:
         return replay
     case = store.case(reference)
+    _check_seq(case, seq)
     step = _current(case, hop)
     routing = routings.pinned(session, case.routing_version)
     if to not in routing.config.authorities:
@@ -966,6 +993,7 @@ def withdraw(
     clock: Clock,
     routings: Routings,
     reference: str,
+    seq: int | None = None,
     note: str | None = None,
     actor: str = SYSTEM,
     on: When = None,
@@ -978,6 +1006,7 @@ def withdraw(
     if replay is not None:
         return replay
     case = store.case(reference)
+    _check_seq(case, seq)
     _require_open(case)
     step = case.open
     routing = routings.pinned(session, case.routing_version)
@@ -1011,6 +1040,7 @@ def record(
     clock: Clock,
     routings: Routings,
     reference: str,
+    seq: int | None = None,
     event: EventKind | str,
     on: date,
     request_abroad: str | None = None,
@@ -1033,6 +1063,7 @@ def record(
         return replay
     kind = _code(EventKind, event, "event")
     case = store.case(reference)
+    _check_seq(case, seq)
     now = clock.now()
     routing = routings.pinned(session, case.routing_version)
     # A prescription event is dated, not timed: the day where the case's country sits.
@@ -1084,6 +1115,7 @@ def migrate(
     clock: Clock,
     routings: Routings,
     reference: str,
+    seq: int | None = None,
     actor: str = SYSTEM,
     idempotency_key: str | None = None,
 ) -> Result:
@@ -1094,6 +1126,7 @@ def migrate(
     if replay is not None:
         return replay
     case = store.case(reference)
+    _check_seq(case, seq)
     _require_open(case)
     target = routings.for_country(case.country)
     if target.version == case.routing_version:

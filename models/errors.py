@@ -9,6 +9,9 @@
     │   ├── DecisionNotAllowed       the route does not allow that decision here
     │   ├── NoRouteMatches           no route's `when` fits the request
     │   └── Conflict                 another command changed the case first
+    ├── AccessError                  who is calling, and whether they may
+    │   ├── NotSignedIn              no valid sign-in, session or token
+    │   └── Forbidden                the caller's role does not reach this case or action
     ├── LedgerTampered               the hash chain of a case is broken
     ├── SchemaOutdated               the ledger's tables are not at this code's revision
     └── NotificationError            apprise could not deliver a message
@@ -61,7 +64,39 @@ class IntakeError(RogatoryError):
 
 
 class CommandRejected(RogatoryError):
-    """An engine command was refused; nothing was written."""
+    """An engine command was refused; nothing was written.
+
+    The keyword-only context (the case, the hop, the sequence expected and found, the reasons)
+    travels with the message, so every interface reports the refusal the same way.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reference: str | None = None,
+        hop: int | None = None,
+        expected_seq: int | None = None,
+        actual_seq: int | None = None,
+        reasons: list[str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reference = reference
+        self.hop = hop
+        self.expected_seq = expected_seq
+        self.actual_seq = actual_seq
+        self.reasons = reasons or []
+
+    def fields(self) -> dict[str, object]:
+        """The context that was given, for machine-readable error bodies."""
+        found = {
+            "reference": self.reference,
+            "hop": self.hop,
+            "expected_seq": self.expected_seq,
+            "actual_seq": self.actual_seq,
+            "reasons": self.reasons or None,
+        }
+        return {k: v for k, v in found.items() if v is not None}
 
 
 class NotFound(CommandRejected):
@@ -78,6 +113,18 @@ class NoRouteMatches(CommandRejected):
 
 class Conflict(CommandRejected):
     """Another command changed the case first; read it again and retry."""
+
+
+class AccessError(RogatoryError):
+    """Who is calling, and whether they may: identity comes from a sign-in or a token only."""
+
+
+class NotSignedIn(AccessError):
+    """No valid sign-in, session or token came with the call."""
+
+
+class Forbidden(AccessError):
+    """The caller is known, but their role does not reach this case or this action."""
 
 
 class LedgerTampered(RogatoryError):

@@ -105,6 +105,8 @@ class Request(Base):
     counterpart: Mapped[str] = mapped_column(String(2))
     urgent: Mapped[bool] = mapped_column(Boolean, default=False)
     coercive: Mapped[bool] = mapped_column(Boolean, default=False)
+    confidential: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Seen only by the authorities on its route and its country's coordinators."""
     offence_date: Mapped[date] = mapped_column(Date)
     discovery_date: Mapped[date | None] = mapped_column(Date)
     intake: Mapped[dict[str, Any]] = mapped_column(JSON)

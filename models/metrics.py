@@ -101,6 +101,8 @@ class Filters:
     counterparts: tuple[str, ...] = ()
     since: date | None = None
     until: date | None = None
+    confidential: bool = True
+    """Whether confidential cases are in (False: for a reader who may not see them one by one)."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -140,6 +142,8 @@ def case_conditions(filters: Filters) -> list[ColumnElement[bool]]:
     ):
         if values:
             conditions.append(column.in_(values))
+    if not filters.confidential:
+        conditions.append(~Request.confidential)
     if filters.since is not None:
         conditions.append(Request.registered_at >= datetime.combine(filters.since, time(), UTC))
     if filters.until is not None:

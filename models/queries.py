@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
+from models.access import CaseFacts
 from models.errors import CommandRejected, NotFound
+from models.identity import Grant, RoleName
 from models.ledger import GENESIS, Event, Ledger, Request, Step, event_hash
 from models.loader import Routing
 
@@ -58,6 +60,8 @@ class Timeline:
     prescription_running: bool
     prescription_history: list[dict[str, Any]]
     hops: list[HopView] = field(default_factory=list)
+    seq: int = 0
+    """The case's last event: send it with a command to be refused if the case moved since."""
 
     def as_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=_jsonable))  # type: ignore[no-any-return]
@@ -136,6 +140,7 @@ def timeline(*, session: Session, routing: Routing, reference: str, now: datetim
         registered_at=request.registered_at,
         prescription_date=request.prescription_date,
         prescription_running=request.prescription_running,
+        seq=request.last_seq,
         prescription_history=history,
         hops=[hop_view(s, routing, now, stops.get(s.hop, [])) for s in steps],
     )
@@ -156,6 +161,8 @@ class InboxItem:
     """Calendar days from today to the prescription date (negative: already prescribed)."""
     clock_stopped: bool
     urgent: bool
+    timezone: str = "UTC"
+    """The holder's timezone: the due day is shown in it."""
 
 
 def _open_hops(session: Session, *, country: str, holder: str | None) -> list[tuple[Step, Request]]:
@@ -186,6 +193,7 @@ def _item(step: Step, request: Request, routing: Routing, now: datetime) -> Inbo
         slack_days=slack,
         clock_stopped=step.stopped_since is not None,
         urgent=request.urgent,
+        timezone=calendar.timezone,
     )
 
 
@@ -294,4 +302,181 @@ def read_case_view(ledger: Ledger, reference: str) -> CaseView:
         raise CommandRejected(f"no case {reference!r} in the ledger")
     return CaseView(
         reference, row.status, row.outcome, row.current_hop, row.last_seq, row.flow_run_id
+    )
+
+
+# -- access facts and search ----------------------------------------------------------------------
+
+
+def case_facts(session: Session, reference: str, *, routings: Any) -> CaseFacts:
+    """What access control needs of a case: country, confidentiality, holder, route holders."""
+    row = session.execute(
+        select(
+            Request.id,
+            Request.country,
+            Request.confidential,
+            Request.routing_version,
+            Request.route_id,
+            Request.hop_count,
+        ).where(Request.reference == reference)
+    ).first()
+    if row is None:
+        raise NotFound(f"no case {reference!r}: check the reference", reference=reference)
+    held = dict(
+        session.execute(select(Step.hop, Step.holder).where(Step.request_id == row.id)).all()
+    )
+    route_holders = set(held.values())
+    try:
+        route = routings.pinned(session, row.routing_version).config.route(row.route_id)
+        route_holders.update(step.holder for step in route.steps)
+    except Exception:  # an unreadable pinned routing: the hops held so far still tell
+        pass
+    return CaseFacts(
+        reference=reference,
+        country=row.country,
+        confidential=row.confidential,
+        holder=held.get(row.hop_count),
+        route_holders=frozenset(route_holders),
+    )
+
+
+@dataclass(frozen=True)
+class CaseSearch:
+    """What a case search may filter on; empty fields match everything."""
+
+    reference: str | None = None
+    """A prefix, e.g. SV-2026-."""
+    country: str | None = None
+    authority: str | None = None
+    """The authority holding the open hop."""
+    status: str | None = None
+    counterpart: str | None = None
+    kind: str | None = None
+    direction: str | None = None
+    registered_since: date | None = None
+    registered_until: date | None = None
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    reference: str
+    country: str
+    route: str
+    kind: str
+    direction: str
+    counterpart: str
+    status: str
+    outcome: str | None
+    confidential: bool
+    hop: int | None
+    holder: str | None
+    due_at: datetime | None
+    registered_at: datetime
+    prescription_date: date | None
+
+
+@dataclass(frozen=True)
+class CasePage:
+    total: int
+    page: int
+    size: int
+    cases: list[CaseRow]
+
+
+def search_cases(
+    session: Session, *, search: CaseSearch, grants: list[Grant] | None, page: int, size: int
+) -> CasePage:
+    """The cases matching `search` that `grants` make visible (None: all), newest first."""
+    from sqlalchemy import and_, exists, false, func, or_
+    from sqlalchemy.orm import aliased
+
+    conditions = []
+    if search.reference:
+        conditions.append(Request.reference.startswith(search.reference.upper()))
+    for column, value in (
+        (Request.country, search.country),
+        (Request.status, search.status),
+        (Request.counterpart, search.counterpart),
+        (Request.kind, search.kind),
+        (Request.direction, search.direction),
+    ):
+        if value:
+            conditions.append(column == value)
+    if search.registered_since:
+        conditions.append(
+            Request.registered_at >= datetime.combine(search.registered_since, time(), UTC)
+        )
+    if search.registered_until:
+        end = datetime.combine(search.registered_until + timedelta(days=1), time(), UTC)
+        conditions.append(Request.registered_at < end)
+    current = (Step.request_id == Request.id) & (Step.hop == Request.current_hop)
+    hops = aliased(Step)  # in EXISTS, apart from the joined open hop
+    if search.authority:
+        conditions.append(
+            exists().where(
+                hops.request_id == Request.id,
+                hops.hop == Request.current_hop,
+                hops.holder == search.authority,
+            )
+        )
+    if grants is not None:
+        visible = []
+        for g in grants:
+            if g.role in (RoleName.COORDINATOR, RoleName.MINISTRY):
+                visible.append(Request.country == g.country)
+            elif g.role in (RoleName.CLERK, RoleName.HEAD):
+                held = exists().where(hops.request_id == Request.id, hops.holder == g.authority)
+                visible.append(and_(Request.country == g.country, or_(~Request.confidential, held)))
+            elif g.role == RoleName.AUDITOR:
+                mine = true() if g.country is None else Request.country == g.country
+                visible.append(and_(mine, ~Request.confidential))
+        conditions.append(or_(*visible) if visible else false())
+    total = int(session.scalar(select(func.count()).select_from(Request).where(*conditions)) or 0)
+    rows = session.execute(
+        select(
+            Request.reference,
+            Request.country,
+            Request.route_id.label("route"),
+            Request.kind,
+            Request.direction,
+            Request.counterpart,
+            Request.status,
+            Request.outcome,
+            Request.confidential,
+            Request.current_hop.label("hop"),
+            Step.holder,
+            Step.due_at,
+            Request.registered_at,
+            Request.prescription_date,
+        )
+        .outerjoin(Step, current)
+        .where(*conditions)
+        .order_by(Request.registered_at.desc(), Request.reference.desc())
+        .limit(size)
+        .offset((page - 1) * size)
+    ).all()
+    return CasePage(total, page, size, [CaseRow(**row._asdict()) for row in rows])
+
+
+def pinned_version(session: Session, reference: str) -> str:
+    """The routing version a case runs on."""
+    version = session.scalar(select(Request.routing_version).where(Request.reference == reference))
+    if version is None:
+        raise NotFound(f"no case {reference!r}", reference=reference)
+    return str(version)
+
+
+def countries(session: Session) -> list[str]:
+    """The countries the ledger holds cases of."""
+    return sorted(session.scalars(select(Request.country).distinct()))
+
+
+def confidential_references(session: Session, *, countries: list[str]) -> set[str]:
+    """The confidential cases of `countries`."""
+    if not countries:
+        return set()
+    return set(
+        session.scalars(
+            select(Request.reference).where(Request.confidential, Request.country.in_(countries))
+        )
     )

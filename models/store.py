@@ -199,7 +199,10 @@ class CaseStore:
             return found
         row = self.session.execute(_load_case_statement(), {"reference": reference}).first()
         if row is None:
-            raise NotFound(f"no case {reference!r}: check the reference (e.g. SV-2026-000123)")
+            raise NotFound(
+                f"no case {reference!r}: check the reference (e.g. SV-2026-000123)",
+                reference=reference,
+            )
         values = list(row)
         case = Case(**dict(zip(_CASE_LOADED, values[: len(_CASE_LOADED)], strict=True)))
         case.base_seq = case.last_seq

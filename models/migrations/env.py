@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import models.identity  # noqa: F401  (its tables are part of the ledger's schema)
 from models.ledger import Base
 
 connection = context.config.attributes["connection"]

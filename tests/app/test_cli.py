@@ -7,6 +7,7 @@ was printed, and what the ledger holds afterwards: a refused command leaves it u
 
 from __future__ import annotations
 
+import getpass
 import json
 import shutil
 from collections.abc import Iterator
@@ -153,7 +154,7 @@ def cli(
     monkeypatch.setenv("ROGATORY_DATABASE_URL", database_url)
     monkeypatch.setenv("ROGATORY_VAR", str(tmp_path / "var"))
     monkeypatch.setenv("ROGATORY_CONFIG_DIR", str(REPO / "config"))
-    monkeypatch.setenv("ROGATORY_ACTOR", "clerk-7")
+    monkeypatch.setenv("ROGATORY_ACTOR", "clerk-7")  # a claim: must not become the actor
     monkeypatch.delenv("ROGATORY_CLOCK", raising=False)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     ledger = Ledger(database_url, migrate=True)
@@ -183,10 +184,11 @@ def test_register_prints_the_reference_and_that_no_flow_runs_yet(cli):
     reference = this_year("SV", 1)
     assert ran.code == 0, ran.err
     assert ran.out.startswith(f"registered {reference} on route mla-outgoing; hop 1 at fgr, due ")
-    assert f"{reference}: {NO_FLOW_YET}" in ran.out
+    assert f"note: {reference}: {NO_FLOW_YET}" in ran.err
     events = cli.events(reference)
     assert [e.kind for e in events] == ["registered", "hop_opened"]
-    assert {e.actor for e in events} == {"clerk-7"}
+    # The command line on the server records who runs it, never a name it is told.
+    assert {e.actor for e in events} == {f"local:{getpass.getuser()}"}
 
 
 def test_register_reads_json_files_and_json_output_parses(cli):
@@ -205,7 +207,7 @@ def test_register_refuses_a_bad_request_listing_reasons_and_writes_nothing(cli):
     assert ran.err.startswith("request refused:")
     assert "offence_date: 2099-01-01 is in the future" in ran.err
     assert "counterpart: 'XX' is not an ISO 3166 country code" in ran.err
-    assert NO_FLOW_YET not in ran.out
+    assert NO_FLOW_YET not in ran.err
     assert cli.register() == this_year("SV", 2)  # the refusal used no reference number
 
 
@@ -494,7 +496,7 @@ def test_status_shows_each_hop_and_refuses_unknown_cases(cli):
     view = cli("status", reference, "--json").json()
     assert [h["holder"] for h in view["hops"]] == ["fgr", "csj"]
     missing = cli.refused("status", "SV-2026-999999")
-    assert missing.err.strip() == "error: no case 'SV-2026-999999'"
+    assert missing.err.strip() == "error: no case 'SV-2026-999999': check the reference"
 
 
 def test_inbox_lists_overdue_hops_first_and_refuses_unknown_authorities(cli):
@@ -511,7 +513,7 @@ def test_inbox_lists_overdue_hops_first_and_refuses_unknown_authorities(cli):
     assert cli("inbox", "SV", "csj").out.strip() == "nothing open."
     unknown = cli.refused("inbox", "SV", "nobody")
     assert "SV has no authority 'nobody' (known: fgr, csj, mjsp, rree, abroad)" in unknown.err
-    assert "no routing for 'ZZ'" in cli.refused("inbox", "ZZ", "fgr").err
+    assert "no routing for country 'ZZ'" in cli.refused("inbox", "ZZ", "fgr").err
 
 
 def test_inbox_shows_due_dates_in_the_holders_own_timezone(cli):
@@ -531,7 +533,7 @@ def test_overdue_lists_only_late_hops_and_refuses_unknown_countries(cli):
     ran = cli("overdue", "SV", "--json")
     assert ran.code == 0, ran.err
     assert [i["reference"] for i in ran.json()] == [late]
-    assert "no routing for 'ZZ'" in cli.refused("overdue", "ZZ").err
+    assert "no routing for country 'ZZ'" in cli.refused("overdue", "ZZ").err
 
 
 # -- audit -----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+import models.identity  # noqa: F401  (registers the identity tables)
 from models.ledger import Base, Ledger
 from models.migrations import HEAD, alembic_config, current_revision
 

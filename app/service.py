@@ -1,0 +1,180 @@
+"""The application service: the one way in for every command and query, whatever the interface.
+
+A command comes with its caller, established by sign-in or token (or the server's own command
+line). The service reads the facts of the case, authorises the caller against them, runs the
+engine command in that same transaction, commits, and only then wakes the case's flow run, for
+every command, since every one changes what the run waits on. Queries are authorised the same
+way. The command line, the HTTP API and the Prefect resume forms are thin adapters over it; none
+of them writes SQL or decides on its own when to wake a flow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from models import access, queries
+from models.clock import Clock, clock_from_env
+from models.commands import CaseCommand, Command, Migrate, Register
+from models.engine import Result, Routings
+from models.errors import Forbidden
+from models.identity import Caller
+from models.ledger import Ledger
+from models.loader import load_all
+from models.metrics import Filters
+from models.queries import CasePage, CaseSearch, InboxItem, Timeline
+
+Waker = Callable[[Command, Result], None]
+"""Called after a command is committed: start a new case's flow run, or wake the case's run."""
+
+
+def no_wake(command: Command, result: Result) -> None:
+    """For callers that drive flows themselves (tests of the engine, the simulator)."""
+
+
+class Service:
+    """Authorise, run, commit, wake: for one ledger, one clock, one way to wake flows."""
+
+    def __init__(
+        self, ledger: Ledger, *, clock: Clock | None = None, waker: Waker = no_wake
+    ) -> None:
+        self.ledger = ledger
+        self.clock = clock or clock_from_env()
+        self.waker = waker
+        self._in_force: Routings | None = None
+
+    def routings(self, command: Command | None = None) -> Routings:
+        """The routings a command needs: the files in force to register or migrate; otherwise
+        each case's pinned version, read from the ledger (no file is parsed)."""
+        if isinstance(command, Register | Migrate):
+            if self._in_force is None:
+                self._in_force = Routings(load_all())
+            return self._in_force
+        return self._in_force or Routings({})
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def submit(self, command: Command, caller: Caller) -> Result:
+        """Run `command` for `caller`: refused (nothing written) unless their role reaches it."""
+        routings = self.routings(command)
+        with self.ledger.transaction() as session:
+            facts = None
+            if isinstance(command, CaseCommand):
+                facts = queries.case_facts(session, command.reference, routings=routings)
+            access.authorise_command(caller, command, facts)
+            result = command.run(
+                session=session, clock=self.clock, routings=routings, actor=caller.actor
+            )
+        self.waker(command, result)
+        return result
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def timeline(self, reference: str, caller: Caller) -> Timeline:
+        routings = self.routings()
+        with self.ledger.session() as session:
+            facts = queries.case_facts(session, reference, routings=routings)
+            access.authorise_case_read(caller, facts)
+            version = queries.pinned_version(session, reference)
+            return queries.timeline(
+                session=session,
+                routing=routings.pinned(session, version),
+                reference=reference,
+                now=self.clock.now(),
+            )
+
+    def inbox(self, country: str, authority: str, caller: Caller) -> list[InboxItem]:
+        access.authorise_inbox(caller, country, authority)
+        routing = self._country(country)
+        with self.ledger.session() as session:
+            items = queries.inbox(
+                session=session, routing=routing, holder=authority, now=self.clock.now()
+            )
+        return items
+
+    def overdue(self, country: str, caller: Caller) -> list[InboxItem]:
+        access.authorise_country_view(caller, country, "the overdue hops")
+        routing = self._country(country)
+        with self.ledger.session() as session:
+            return queries.overdue(session=session, routing=routing, now=self.clock.now())
+
+    def search(self, search: CaseSearch, caller: Caller, *, page: int, size: int) -> CasePage:
+        with self.ledger.session() as session:
+            return queries.search_cases(
+                session,
+                search=search,
+                grants=access.reachable_cases(caller),
+                page=page,
+                size=size,
+            )
+
+    def report(
+        self,
+        filters: Filters,
+        caller: Caller,
+        *,
+        now: datetime | None = None,
+        late_after: timedelta = timedelta(hours=24),
+    ) -> Any:
+        """The audit report of the countries the caller may read, as a document.
+
+        A caller who may not see confidential cases one by one gets them in the aggregates
+        only: rows naming such a case are left out of its tables and headlines.
+        """
+        from tasks.report import build_report, hide_cases
+
+        allowed = access.countries_in_view(caller)
+        if allowed is not None:
+            asked = filters.countries or allowed
+            if not set(asked) <= set(allowed):
+                raise Forbidden(f"{caller.name} may read reports of {', '.join(allowed)} only")
+            filters = Filters(**{**filters.__dict__, "countries": tuple(asked)})
+        with self.ledger.session() as session:
+            report = build_report(
+                session=session,
+                routings=Routings({}),
+                filters=filters,
+                now=now or self.clock.now(),
+                late_after=late_after,
+            )
+            hidden = queries.confidential_references(
+                session,
+                countries=[
+                    c
+                    for c in (filters.countries or queries.countries(session))
+                    if not access.sees_confidential_cases(caller, c)
+                ],
+            )
+        return hide_cases(report, hidden) if hidden else report
+
+    def export_log(self, filters: Filters, caller: Caller, *, fmt: str, out: Path) -> int:
+        """Write the event log of the caller's countries to `out`; the confidential cases only
+        for those who may see them one by one. Returns the events written."""
+        from tasks.export import export_log
+
+        filters = self._readable(filters, caller)
+        countries = filters.countries or ()
+        if not caller.local and not all(
+            access.sees_confidential_cases(caller, c) for c in countries or ("*",)
+        ):
+            filters = replace(filters, confidential=False)
+        with self.ledger.session() as session:
+            return export_log(session=session, filters=filters, fmt=fmt, out=out)
+
+    def _readable(self, filters: Filters, caller: Caller) -> Filters:
+        """`filters` narrowed to the countries the caller may read in aggregate."""
+        allowed = access.countries_in_view(caller)
+        if allowed is None:
+            return filters
+        asked = filters.countries or allowed
+        if not set(asked) <= set(allowed):
+            raise Forbidden(f"{caller.name} may read {', '.join(allowed)} only")
+        return replace(filters, countries=tuple(asked))
+
+    def _country(self, country: str) -> Any:
+        routings = self._in_force or Routings(load_all())
+        self._in_force = routings
+        return routings.for_country(country.upper())

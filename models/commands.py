@@ -1,0 +1,195 @@
+"""Every change to a case as a typed command: one pydantic model per command, every field the
+engine accepts, and the one place that says which engine function runs it.
+
+The command line's options, the HTTP API's bodies, the Prefect resume forms and the simulator
+are all built from these models, so a field added here appears in each of them. A command
+says nothing about who sends it: the caller is established by sign-in or token and passed
+beside the command (see `app.service`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from models import engine
+from models.clock import Clock
+from models.domain import DelayCause, Outcome, RefusalGround
+from models.engine import Result, Routings
+from models.prescription import EventKind
+
+Note = Annotated[str, Field(max_length=4000, description="Free text kept with the event")]
+Reason = Annotated[
+    str, Field(min_length=1, max_length=1000, description="Why, in a sentence (required)")
+]
+Reference = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Z]{2}-\d{4}-\d{6}$",
+        description="The case reference, e.g. SV-2026-000001",
+    ),
+]
+When = Annotated[
+    date | datetime | None,
+    Field(
+        description="When it happened, if entered late: a date (read in the holder's timezone) "
+        "or a date-time; empty for now",
+    ),
+]
+
+
+class Command(BaseModel):
+    """What every command has: an optional idempotency key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: ClassVar[str]
+    """The command's name in the CLI, the API and the security log."""
+    idempotency_key: Annotated[
+        str | None,
+        Field(
+            max_length=200,
+            description="Repeating the command with the same key does nothing the second time",
+        ),
+    ] = None
+
+    def engine_arguments(self) -> dict[str, Any]:
+        """The fields as the engine function takes them."""
+        return self.model_dump(exclude_none=False)
+
+    def run(self, *, session: Session, clock: Clock, routings: Routings, actor: str) -> Result:
+        function: Callable[..., Result] = getattr(engine, ENGINE_FUNCTIONS[type(self)])
+        return function(
+            session=session, clock=clock, routings=routings, actor=actor, **self.engine_arguments()
+        )
+
+
+class CaseCommand(Command):
+    """A command on a case that exists; `seq` guards against acting on a stale view of it."""
+
+    reference: Reference
+    seq: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            description="The case's event sequence the caller saw: refused (conflict) if the "
+            "case has moved since",
+        ),
+    ] = None
+
+
+class Register(Command):
+    """Register a request (UNCAC art. 46(15) fields) and open its first hop."""
+
+    name: ClassVar[str] = "register"
+    request: Annotated[
+        dict[str, Any], Field(description="The request's fields, as in a request file")
+    ]
+    on: When = None
+
+    def engine_arguments(self) -> dict[str, Any]:
+        return {"data": self.request, "on": self.on, "idempotency_key": self.idempotency_key}
+
+
+class Decide(CaseCommand):
+    """Record the holder's decision on the open hop."""
+
+    name: ClassVar[str] = "decide"
+    outcome: Outcome
+    hop: Annotated[
+        int | None, Field(ge=1, description="The hop decided; refused if another is open now")
+    ] = None
+    ground: Annotated[RefusalGround | None, Field(description="A refusal's ground")] = None
+    cause: Annotated[DelayCause | None, Field(description="A return's cause")] = None
+    reasons_given: Annotated[
+        bool | None, Field(description="UNCAC art. 46(23): reasons given for a refusal")
+    ] = None
+    consulted: Annotated[
+        bool | None,
+        Field(description="UNCAC art. 46(26): the requester consulted before refusing"),
+    ] = None
+    note: Note | None = None
+    on: When = None
+
+
+class Resubmit(CaseCommand):
+    """The requester answered a return: reopen the step it was returned from."""
+
+    name: ClassVar[str] = "resubmit"
+    note: Note | None = None
+    on: When = None
+
+
+class StopClock(CaseCommand):
+    """Stop the open hop's SLA while the case waits on the requester."""
+
+    name: ClassVar[str] = "clock-stop"
+    reason: Reason
+    hop: Annotated[int | None, Field(ge=1)] = None
+    on: When = None
+
+
+class ResumeClock(CaseCommand):
+    """Restart the open hop's SLA; the time it stood still pushes its deadlines back."""
+
+    name: ClassVar[str] = "clock-resume"
+    reason: Reason
+    hop: Annotated[int | None, Field(ge=1)] = None
+    on: When = None
+
+
+class Reassign(CaseCommand):
+    """The request reached the wrong authority: move the open hop to the right one."""
+
+    name: ClassVar[str] = "reassign"
+    to: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$", description="The authority's id")]
+    hop: Annotated[int | None, Field(ge=1)] = None
+    note: Note | None = None
+    on: When = None
+
+
+class Withdraw(CaseCommand):
+    """The requester no longer needs the assistance (UNCAC art. 46(24)): close the case."""
+
+    name: ClassVar[str] = "withdraw"
+    note: Note | None = None
+    on: When = None
+
+
+class Record(CaseCommand):
+    """Record a fact that may move the prescription date (a request sent abroad, an order...)."""
+
+    name: ClassVar[str] = "record"
+    event: EventKind
+    on: Annotated[date, Field(description="The day it happened")]
+    request_abroad: Annotated[
+        str | None, Field(max_length=120, description="Which request abroad it concerns")
+    ] = None
+    note: Note | None = None
+
+
+class Migrate(CaseCommand):
+    """Move the case to the routing version now in force, on the record."""
+
+    name: ClassVar[str] = "migrate"
+
+
+ENGINE_FUNCTIONS: dict[type[Command], str] = {
+    Register: "register",
+    Decide: "decide",
+    Resubmit: "resubmit",
+    StopClock: "stop_clock",
+    ResumeClock: "resume_clock",
+    Reassign: "reassign",
+    Withdraw: "withdraw",
+    Record: "record",
+    Migrate: "migrate",
+}
+COMMANDS: dict[str, type[Command]] = {c.name: c for c in ENGINE_FUNCTIONS}
+CaseCommandName = Literal[
+    "decide", "resubmit", "clock-stop", "clock-resume", "reassign", "withdraw", "record", "migrate"
+]
