@@ -158,6 +158,20 @@ def document(
     }
 
 
+def hide_cases(report: dict[str, Any], references: set[str]) -> dict[str, Any]:
+    """The report without a row naming any of `references` (confidential cases the reader may
+    see only in aggregates); the headlines are worded again from what is left."""
+    tables = {
+        name: [r for r in rows if r.get("reference") not in references]
+        for name, rows in report["tables"].items()
+    }
+    left_out = [r for r in report["left_out"] if r["reference"] not in references]
+    lines = headlines(summary=report["summary"], tables=tables)
+    if left_out:
+        lines.insert(0, report["headlines"][0])
+    return {**report, "tables": tables, "left_out": left_out, "headlines": lines}
+
+
 # -- headlines ----------------------------------------------------------------------------------
 
 
