@@ -15,25 +15,42 @@ and told to the holder.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow, get_run_logger
 from prefect.context import get_run_context
 from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
+from pydantic import Field, create_model
 
-from models.domain import DelayCause, Outcome, RefusalGround
+from models.commands import Command, Decide
 from tasks.cases import announce_hop, apply_form_decisions, next_pause_key, read_case
 
 
-class HopDecision(RunInput):
-    """The decision on the open hop (the Prefect UI shows this as the resume form)."""
+def _form(command: type[Command], *, skip: set[str]) -> dict[str, Any]:
+    """The fields of a typed command, as a resume form shows them (with their descriptions)."""
+    return {
+        name: (info.annotation, info)
+        for name, info in command.model_fields.items()
+        if name not in skip
+    }
 
-    hop: int
-    outcome: Outcome
-    ground: RefusalGround | None = None
-    cause: DelayCause | None = None
-    note: str | None = None
-    recorded: bool = False
-    """True when the decision is already in the ledger (`rogatory decide` resumed the run)."""
+
+HopDecision = create_model(
+    "HopDecision",
+    __base__=RunInput,
+    __doc__="The decision on the open hop (the Prefect UI shows this as the resume form).",
+    **_form(Decide, skip={"reference", "idempotency_key", "seq"}),
+    recorded=(
+        bool,
+        Field(
+            False,
+            description="True when the decision is already in the ledger (a command woke "
+            "the run); leave it unticked",
+        ),
+    ),
+)
+"""Built from the `Decide` command: a field added there appears in the form."""
 
 
 class Resubmitted(RunInput):

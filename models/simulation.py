@@ -33,9 +33,20 @@ from sqlalchemy.orm import Session
 from models import engine
 from models.calendar import Calendar, Duration
 from models.clock import FixedClock
+from models.commands import (
+    Command,
+    Decide,
+    Reassign,
+    Record,
+    Register,
+    Resubmit,
+    ResumeClock,
+    StopClock,
+    Withdraw,
+)
 from models.config import Route
 from models.domain import DelayCause, Kind, Outcome, PrescriptionEffect, RefusalGround
-from models.engine import Routings
+from models.engine import Result, Routings
 from models.errors import CommandRejected
 from models.ledger import Ledger, Request, Step
 from models.loader import Routing
@@ -726,9 +737,7 @@ class _Simulator:
                 f"the mix draws no request that a route of {code} matches: check its routes"
             )
         case = _Case(routing, plan, key[1], key[2])
-        result = engine.register(
-            session=session, clock=self.clock, routings=self.routings, data=data, actor=_SIMULATOR
-        )
+        result = self._run(session, Register(request=data))
         case.reference = result.reference
         case.registered = int(now.timestamp())
         self._draw_fate(case)
@@ -928,17 +937,16 @@ class _Simulator:
             case.executed = True
             if step.partial and rng.random() < cal.partial:
                 outcome = Outcome.PARTIALLY_EXECUTED
-        engine.decide(
-            session=session,
-            clock=self.clock,
-            routings=self.routings,
-            reference=case.reference,
-            outcome=outcome,
-            ground=ground,
-            cause=cause,
-            reasons_given=reasons,
-            consulted=consulted,
-            actor=_SIMULATOR,
+        self._run(
+            session,
+            Decide(
+                reference=case.reference,
+                outcome=outcome,
+                ground=ground,
+                cause=cause,
+                reasons_given=reasons,
+                consulted=consulted,
+            ),
         )
         summary = self.summary
         if outcome is Outcome.RETURNED:
@@ -1004,52 +1012,28 @@ class _Simulator:
     # -- detours --------------------------------------------------------------------------------
 
     def _stop(self, session: Session, case: _Case, _: Any) -> int:
-        engine.stop_clock(
-            session=session,
-            clock=self.clock,
-            routings=self.routings,
-            reference=case.reference,
-            reason=DelayCause.AWAITING_CLARIFICATION.value,
-            actor=_SIMULATOR,
+        self._run(
+            session,
+            StopClock(reference=case.reference, reason=DelayCause.AWAITING_CLARIFICATION.value),
         )
         self.summary.clock_stops += 1
         self._push(case.resume_at, _RESUME, case)
         return 1
 
     def _resume(self, session: Session, case: _Case, _: Any) -> int:
-        engine.resume_clock(
-            session=session,
-            clock=self.clock,
-            routings=self.routings,
-            reference=case.reference,
-            reason="clarification received",
-            actor=_SIMULATOR,
-        )
+        self._run(session, ResumeClock(reference=case.reference, reason="clarification received"))
         action, at = case.after_stop
         self._push(at, action, case)
         return 1
 
     def _reassign(self, session: Session, case: _Case, to: Any) -> int:
-        engine.reassign(
-            session=session,
-            clock=self.clock,
-            routings=self.routings,
-            reference=case.reference,
-            to=to,
-            actor=_SIMULATOR,
-        )
+        self._run(session, Reassign(reference=case.reference, to=to))
         self.summary.reassignments += 1
         self._open_hop(case, int(self.clock.at.timestamp()))
         return 1
 
     def _resubmit(self, session: Session, case: _Case, _: Any) -> int:
-        engine.resubmit(
-            session=session,
-            clock=self.clock,
-            routings=self.routings,
-            reference=case.reference,
-            actor=_SIMULATOR,
-        )
+        self._run(session, Resubmit(reference=case.reference))
         stored = self.store.case(case.reference)
         return 1 + self._moved(session, case, stored, was_foreign=False)
 
@@ -1057,13 +1041,7 @@ class _Simulator:
         stored = self.store.case(case.reference)
         # A request withdrawn while abroad gets no final action: for the limitation period it
         # stays pending, as it would in the ledger of a real central authority.
-        engine.withdraw(
-            session=session,
-            clock=self.clock,
-            routings=self.routings,
-            reference=case.reference,
-            actor=_SIMULATOR,
-        )
+        self._run(session, Withdraw(reference=case.reference))
         self._closed(case, stored, int(self.clock.at.timestamp()))
         return 1
 
@@ -1094,15 +1072,20 @@ class _Simulator:
         self._record(session, case, EventKind.SUSPENSION_ORDERED)
         return 1
 
+    def _run(self, session: Session, command: Command) -> Result:
+        """Every simulated change is a typed command, as a clerk's would be, run in the batch."""
+        return command.run(
+            session=session, clock=self.clock, routings=self.routings, actor=_SIMULATOR
+        )
+
     def _record(self, session: Session, case: _Case, event: EventKind) -> None:
-        engine.record(
-            session=session,
-            clock=self.clock,
-            routings=self.routings,
-            reference=case.reference,
-            event=event,
-            on=case.routing.calendar(None).local_date(self.clock.at),
-            actor=_SIMULATOR,
+        self._run(
+            session,
+            Record(
+                reference=case.reference,
+                event=event,
+                on=case.routing.calendar(None).local_date(self.clock.at),
+            ),
         )
         self.summary.prescription_records += 1
 

@@ -13,13 +13,16 @@ from itertools import count
 from typing import Any
 
 from prefect import task
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from models import deliveries
 from models.clock import clock_from_env
+from models.commands import Decide
 from models.domain import Role
-from models.engine import Routings, decide
+from models.engine import Routings
 from models.errors import CommandRejected
+from models.identity import Caller
 from models.ledger import Ledger, Request, Step
 from models.notices import (
     input_refused_key,
@@ -150,32 +153,37 @@ def used_keys(flow_run_id: str, reference: str) -> set[str]:
     }
 
 
+PREFECT_UI = Caller(name="prefect-ui", local=True)
+"""Whoever types into a resume form: the Prefect UI is an operator's tool on the server's side
+(Prefect's open-source server has no sign-in), so its decisions are trusted like the server's
+own command line, and recorded as `prefect-ui`."""
+
+
 def apply_input(ledger: Ledger, reference: str, left: LeftInput, *, now: datetime) -> str:
-    """Apply one form decision through the engine, once; "" when applied (or already), else why not.
+    """Apply one form decision through the application service, once; "" when applied (or
+    already), else why not.
 
     The pause key is the idempotency key, so a decision applied before is not applied again.
     A refusal is logged by the caller and told to the holder once (its notice has a unique key).
     """
-    decision = left.value
+    from app.service import Service, no_wake  # the form is one more adapter over the service
+
+    fields = {k: v for k, v in left.value.items() if k != "recorded"}
     routings = Routings({})
     try:
-        with ledger.transaction() as session:
-            decide(
-                session=session,
-                clock=clock_from_env(),
-                routings=routings,
-                reference=reference,
-                outcome=decision["outcome"],
-                hop=decision.get("hop"),
-                ground=decision.get("ground"),
-                cause=decision.get("cause"),
-                note=decision.get("note"),
-                actor="prefect-ui",
-                idempotency_key=f"ui:{left.pause_key}",
-            )
+        command = Decide.model_validate(
+            {**fields, "reference": reference, "idempotency_key": f"ui:{left.pause_key}"}
+        )
+        # The run applying it is the one that would be woken: nothing to wake.
+        Service(ledger, waker=no_wake).submit(command, PREFECT_UI)
         return ""
     except CommandRejected as exc:
         reason = str(exc)
+    except ValidationError as exc:
+        reason = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
     with ledger.transaction() as session:
         case = session.execute(
             select(Request.id, Request.routing_version, Step.holder)
@@ -187,7 +195,7 @@ def apply_input(ledger: Ledger, reference: str, left: LeftInput, *, now: datetim
         notice = input_refused_notice(
             reference=reference,
             request_id=case.id,
-            hop=decision.get("hop"),
+            hop=fields.get("hop"),
             pause_key=left.pause_key,
             reason=reason,
             tags=role_tags(routing, roles, case.holder) if case.holder else [],

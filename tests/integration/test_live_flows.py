@@ -363,3 +363,50 @@ def test_two_watchers_at_once_deliver_each_rung_once(site: Site) -> None:
     # Each hop, 60 days late: its "new hop" notice (holder), then only its highest rung, the
     # escalation (head + coordinator); every delivery reached each of its tags once.
     assert sum(lines.values()) == 30 * 3
+
+
+def test_reassigning_a_hop_wakes_the_run_so_the_new_holder_is_told_at_once(site: Site) -> None:
+    site.serve()
+    ref = site.register(intake())
+    run_id = _suspended_run(site, ref)
+    site.cli("reassign", ref, "--to", "mjsp", "--note", "reached the wrong desk")
+    wait_for(
+        lambda: any(
+            m["title"] == f"New: {ref} hop 2 is now with you" and m["recipient"] == "sv-mjsp"
+            for m in site.notices(ref)
+        ),
+        timeout=60,
+        what="the new holder told (no sweep runs in this test)",
+    )
+    wait_for(
+        lambda: flow_run_state(site, run_id)[1].startswith(f"{ref.lower()}-h2-"),
+        timeout=60,
+        what="the run waiting on hop 2",
+    )
+
+
+def test_migrating_a_case_wakes_its_run_onto_the_new_state(site: Site, tmp_path: Path) -> None:
+    import re
+    import shutil
+
+    site.serve()
+    ref = site.register(intake())
+    run_id = _suspended_run(site, ref)
+    before = flow_run_state(site, run_id)[1]
+    edited = tmp_path / "config"
+    shutil.copytree(Path(__file__).parents[2] / "config", edited)
+    sv = edited / "countries" / "sv.yaml"
+    sv.write_text(re.sub(r"sla: (\d+)bd", lambda m: f"sla: {int(m[1]) + 5}bd", sv.read_text()))
+    site.env["ROGATORY_CONFIG_DIR"] = str(edited)
+    done = site.cli("migrate", ref)
+    assert "moved from routing" in done.stdout
+    _, key = wait_for(
+        lambda: (
+            (found := flow_run_state(site, run_id))[0] == "Suspended"
+            and found[1] != before
+            and found
+        ),
+        timeout=60,
+        what="the run to wait under the migrated case's new state",
+    )
+    assert key.startswith(f"{ref.lower()}-h1-")
