@@ -80,6 +80,7 @@ def demo(args: argparse.Namespace) -> int:
     )
     try:
         serving = _serve(root)
+        web, sign_ins = _web(root)
         try:
             refs = _live(routings, seconds=args.live_seconds, root=root)
             _check_live_runs(refs)
@@ -87,11 +88,19 @@ def demo(args: argparse.Namespace) -> int:
             _step(4, "Running the audit_report flow")
             folder = _audit_report()
         finally:
+            stop_process(web)
             stop_process(serving)
     finally:
         stop_process(server)
     _step(5, "Done")
     _finale(folder, root, started)
+    print("  the HTTP API and its accounts stay in the demo's ledger; serve them again with:")
+    print(
+        f"    ROGATORY_VAR={root} ROGATORY_DATABASE_URL={os.environ['ROGATORY_DATABASE_URL']} "
+        "ROGATORY_COOKIE_SECURE=0 rogatory web"
+    )
+    for name, (role, password) in sign_ins.items():
+        print(f"    sign in as {name} / {password}  ({role})")
     return 0
 
 
@@ -149,6 +158,73 @@ def _serve(root: Path) -> subprocess.Popen[bytes]:
         flush=True,
     )
     return process
+
+
+DEMO_ACCOUNTS = {
+    "demo-coordinator": ("coordinator", "SV", None),
+    "demo-clerk": ("clerk", "SV", "fgr"),
+    "demo-auditor": ("auditor", None, None),
+}
+
+
+def _web(root: Path) -> tuple[subprocess.Popen[bytes], dict[str, tuple[str, str]]]:
+    """`rogatory web` on the demo's ledger, with demo accounts; proven by signing in over HTTP."""
+    import secrets
+    import sys
+
+    import httpx
+
+    from app.prefect_env import free_port
+    from models.clock import clock_from_env
+    from models.identity import Grant, RoleName, add_account
+    from models.ledger import Ledger
+
+    sign_ins: dict[str, tuple[str, str]] = {}
+    with Ledger() as ledger, ledger.transaction() as session:
+        for name, (role, country, authority) in DEMO_ACCOUNTS.items():
+            password = secrets.token_urlsafe(12)
+            grant = Grant(RoleName(role), country, authority)
+            add_account(
+                session,
+                name=name,
+                grants=[grant],
+                now=clock_from_env().now(),
+                actor="demo",
+                password=password,
+            )
+            sign_ins[name] = (str(grant), password)
+    port = free_port()
+    log = open(root / "web.log", "ab")  # noqa: SIM115 (the child keeps writing to it)
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "rogatory"), "web", "--port", str(port)],
+        env={**os.environ, "ROGATORY_COOKIE_SECURE": "0"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    _await(lambda: _answers(base), 60, f"the HTTP API at {base}")
+    with httpx.Client(base_url=base) as http:
+        password = sign_ins["demo-coordinator"][1]
+        me = http.post("/api/session", json={"username": "demo-coordinator", "password": password})
+        if me.status_code != 200:
+            raise SystemExit(f"demo FAILED: signing in to the API gave {me.status_code}: {me.text}")
+        found = http.get("/api/cases", params={"country": "SV", "size": 1}).json()
+    print(
+        f"  HTTP API at {base}/api (docs {base}/api/docs): demo-coordinator signed in and sees "
+        f"{found['total']:,} Salvadoran cases",
+        flush=True,
+    )
+    return process, sign_ins
+
+
+def _answers(base: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(base + "/api/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 LIVE_CASES = [
