@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 from models.access import CaseFacts
 from models.errors import CommandRejected, NotFound
 from models.identity import Grant, RoleName
-from models.ledger import GENESIS, Event, Ledger, Request, Step, event_hash
+from models.ledger import GENESIS, Event, Ledger, Request, RoutingVersion, Step, event_hash
 from models.loader import Routing
 
 
@@ -480,3 +481,117 @@ def confidential_references(session: Session, *, countries: list[str]) -> set[st
             select(Request.reference).where(Request.confidential, Request.country.in_(countries))
         )
     )
+
+
+# -- what the flows and the sweep read -------------------------------------------------------------
+
+
+def first_event_hash(session: Session, reference: str) -> str | None:
+    """The hash of a case's first event: it tells this case from one of another ledger."""
+    return session.scalar(
+        select(Event.hash)
+        .join(Request, Event.request_id == Request.id)
+        .where(Request.reference == reference, Event.seq == 1)
+    )
+
+
+@dataclass(frozen=True)
+class OpenCase:
+    view: CaseView
+    request_id: int
+    country: str
+
+
+def open_cases(session: Session) -> list[OpenCase]:
+    """Every case not closed, as its flow run needs to know it."""
+    rows = session.execute(
+        select(
+            Request.reference,
+            Request.status,
+            Request.outcome,
+            Request.current_hop,
+            Request.last_seq,
+            Request.flow_run_id,
+            Request.id,
+            Request.country,
+        ).where(Request.status != "closed")
+    ).all()
+    return [OpenCase(CaseView(*row[:6]), row.id, row.country) for row in rows]
+
+
+def routing_versions(session: Session) -> list[str]:
+    return list(session.scalars(select(RoutingVersion.version)))
+
+
+@dataclass(frozen=True)
+class OpenHop:
+    request_id: int
+    routing_version: str
+    prescription_date: date | None
+    hop: int
+    step: str
+    holder: str
+    opened_at: datetime
+    due_at: datetime
+
+
+def open_hop(session: Session, reference: str) -> OpenHop | None:
+    """The case's open hop, with what its holder's notice says; None when none is open."""
+    row = session.execute(
+        select(
+            Request.id,
+            Request.routing_version,
+            Request.prescription_date,
+            Step.hop,
+            Step.route_step,
+            Step.holder,
+            Step.opened_at,
+            Step.due_at,
+        )
+        .join(Step, (Step.request_id == Request.id) & (Step.hop == Request.current_hop))
+        .where(Request.reference == reference)
+    ).first()
+    return None if row is None else OpenHop(*row.tuple())
+
+
+@dataclass(frozen=True)
+class LastHolder:
+    request_id: int
+    routing_version: str
+    holder: str | None
+
+
+def last_holder(session: Session, reference: str) -> LastHolder:
+    """Who held the case's latest hop (open or not)."""
+    row = session.execute(
+        select(Request.id, Request.routing_version, Step.holder)
+        .outerjoin(Step, (Step.request_id == Request.id) & (Step.hop == Request.hop_count))
+        .where(Request.reference == reference)
+    ).one()
+    return LastHolder(*row.tuple())
+
+
+def hop_rows(session: Session, *, filters: Any, chunk: int = 50_000) -> Iterator[tuple[Any, ...]]:
+    """Every hop of the cases `filters` selects, case by case, hop by hop, streamed: reference,
+    country, route, hop, step, holder, opened, closed, outcome."""
+    from models.metrics import case_conditions
+
+    query = (
+        select(
+            Request.reference,
+            Request.country,
+            Request.route_id,
+            Step.hop,
+            Step.route_step,
+            Step.holder,
+            Step.opened_at,
+            Step.closed_at,
+            Step.outcome,
+        )
+        .join(Request, Request.id == Step.request_id)
+        .where(*case_conditions(filters))
+        .order_by(Step.request_id, Step.hop)
+    )
+    result = session.execute(query, execution_options={"yield_per": chunk})
+    for part in result.partitions():
+        yield from (row.tuple() for row in part)

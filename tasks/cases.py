@@ -14,16 +14,15 @@ from typing import Any
 
 from prefect import task
 from pydantic import ValidationError
-from sqlalchemy import select
 
-from models import deliveries
+from models import deliveries, queries
 from models.clock import clock_from_env
 from models.commands import Decide
 from models.domain import Role
 from models.engine import Routings
 from models.errors import CommandRejected
 from models.identity import Caller
-from models.ledger import Ledger, Request, Step
+from models.ledger import Ledger
 from models.notices import (
     input_refused_key,
     input_refused_notice,
@@ -58,28 +57,15 @@ def announce_hop_now(ledger: Ledger, reference: str, *, now: datetime) -> int:
     """
     routings = Routings({})  # the case runs on its pinned routing, read from the ledger
     with ledger.transaction() as session:
-        row = session.execute(
-            select(
-                Request.id,
-                Request.routing_version,
-                Request.prescription_date,
-                Step.hop,
-                Step.route_step,
-                Step.holder,
-                Step.opened_at,
-                Step.due_at,
-            )
-            .join(Step, (Step.request_id == Request.id) & (Step.hop == Request.current_hop))
-            .where(Request.reference == reference)
-        ).first()
+        row = queries.open_hop(session, reference)
         if row is None:
             return 0
         notice = opened_notice(
             routing=routings.pinned(session, row.routing_version),
             reference=reference,
-            request_id=row.id,
+            request_id=row.request_id,
             hop=row.hop,
-            step=row.route_step,
+            step=row.step,
             holder=row.holder,
             opened_at=row.opened_at,
             due_at=row.due_at,
@@ -185,16 +171,12 @@ def apply_input(ledger: Ledger, reference: str, left: LeftInput, *, now: datetim
             for e in exc.errors(include_url=False)
         )
     with ledger.transaction() as session:
-        case = session.execute(
-            select(Request.id, Request.routing_version, Step.holder)
-            .outerjoin(Step, (Step.request_id == Request.id) & (Step.hop == Request.hop_count))
-            .where(Request.reference == reference)
-        ).one()
+        case = queries.last_holder(session, reference)
         routing = routings.pinned(session, case.routing_version)
         roles = [Role.HOLDER.value, Role.COORDINATOR.value]
         notice = input_refused_notice(
             reference=reference,
-            request_id=case.id,
+            request_id=case.request_id,
             hop=fields.get("hop"),
             pause_key=left.pause_key,
             reason=reason,

@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any, TextIO
 from xml.sax.saxutils import quoteattr
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.errors import RogatoryError
-from models.ledger import Request, Step
-from models.metrics import Filters, case_conditions
+from models.metrics import Filters
+from models.queries import hop_rows
 
 XES_HEADER = """<?xml version="1.0" encoding="UTF-8" ?>
 <log xes.version="1.0" xes.features="nested-attributes" xmlns="http://www.xes-standard.org/">
@@ -87,26 +86,8 @@ def timestamp(instant: datetime) -> str:
 
 def iter_hops(*, session: Session, filters: Filters, chunk: int = 50_000) -> Iterator[HopRecord]:
     """Every hop of the cases `filters` selects, case by case, hop by hop."""
-    query = (
-        select(
-            Request.reference,
-            Request.country,
-            Request.route_id,
-            Step.hop,
-            Step.route_step,
-            Step.holder,
-            Step.opened_at,
-            Step.closed_at,
-            Step.outcome,
-        )
-        .join(Request, Request.id == Step.request_id)
-        .where(*case_conditions(filters))
-        .order_by(Step.request_id, Step.hop)
-    )
-    result = session.execute(query, execution_options={"yield_per": chunk})
-    for part in result.partitions():
-        for row in part:
-            yield HopRecord(*row)
+    for row in hop_rows(session, filters=filters, chunk=chunk):
+        yield HopRecord(*row)
 
 
 def write_xes(hops: Iterable[HopRecord], stream: TextIO) -> int:

@@ -22,12 +22,11 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import resume_flow_run
 from prefect.states import Crashed
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import problems
+from models import problems, queries
 from models.engine import Routings, attach_flow_run
-from models.ledger import Event, Ledger, Request, RoutingVersion
+from models.ledger import Ledger
 from models.problems import Failure
 from models.queries import CaseView
 from tasks.cases import input_key
@@ -55,11 +54,7 @@ def start_case_flow(ledger: Ledger, reference: str, *, replacing: str | None = N
     a simulation) sharing this Prefect server never gets that ledger's run back.
     """
     with ledger.session() as session:
-        first = session.scalar(
-            select(Event.hash)
-            .join(Request, Event.request_id == Request.id)
-            .where(Request.reference == reference, Event.seq == 1)
-        )
+        first = queries.first_event_hash(session, reference)
     run = cast(
         FlowRun,
         run_deployment(
@@ -120,19 +115,7 @@ def reconcile(ledger: Ledger) -> Reconciled:
     a problem of that case, told once; the other cases are reconciled all the same.
     """
     with ledger.session() as session:
-        rows = session.execute(
-            select(
-                Request.reference,
-                Request.status,
-                Request.outcome,
-                Request.current_hop,
-                Request.last_seq,
-                Request.flow_run_id,
-                Request.id,
-                Request.country,
-            ).where(Request.status != "closed")
-        ).all()
-    views = [(CaseView(*row[:6]), row.id, row.country) for row in rows]
+        views = [(c.view, c.request_id, c.country) for c in queries.open_cases(session)]
     runs = _read_runs([v.flow_run_id for v, _, _ in views if v.flow_run_id])
     started = woken = 0
     failures: list[Failure] = []
@@ -185,7 +168,7 @@ def _coordinators(session: Session) -> dict[str, str]:
     """Each country's coordinator tag, from the routing versions the ledger pinned."""
     routings = Routings({})
     out: dict[str, str] = {}
-    for version in session.scalars(select(RoutingVersion.version)):
+    for version in queries.routing_versions(session):
         try:
             out.update(problems.coordinator_tags([routings.pinned(session, version)]))
         except Exception:  # an unreadable version names no coordinator; the admin is told
