@@ -20,7 +20,7 @@ $(STAMP): requirements.lock pyproject.toml
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy models tasks
+	$(VENV)/bin/mypy models tasks flows app
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q -n 2

@@ -19,7 +19,10 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
 
 Sub = Any
 ACCELERATION = 43_200.0
@@ -433,11 +436,14 @@ def _audit_report() -> Path:
     from prefect.deployments import run_deployment
 
     reports = Path(os.environ["ROGATORY_VAR"]) / "reports"
-    run = run_deployment(
-        "audit_report/audit-report",
-        parameters={"out_dir": str(reports)},
-        timeout=300,
-        as_subflow=False,
+    run = cast(
+        "FlowRun",
+        run_deployment(
+            "audit_report/audit-report",
+            parameters={"out_dir": str(reports)},
+            timeout=300,
+            as_subflow=False,
+        ),
     )
     state = run.state
     if state is None or not state.is_completed():

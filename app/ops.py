@@ -12,10 +12,13 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from app.cli import emit
 from models.sweep import DEFAULT_SLACK_THRESHOLDS
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
 
 Sub = Any
 
@@ -189,10 +192,13 @@ def serve_deployments(*, watch_every: timedelta, limit: int) -> None:
     from flows.route_request import route_request
     from flows.watch_clock import watch_clock
 
+    # `to_deployment` is sync here (no running event loop): Prefect types it as either.
     deployments = [
-        route_request.to_deployment(name="route-request"),
-        watch_clock.to_deployment(name="watch-clock", interval=watch_every),
-        audit_report.to_deployment(name="audit-report", cron="0 6 * * 1"),
+        cast("RunnerDeployment", route_request.to_deployment(name="route-request")),
+        cast(
+            "RunnerDeployment", watch_clock.to_deployment(name="watch-clock", interval=watch_every)
+        ),
+        cast("RunnerDeployment", audit_report.to_deployment(name="audit-report", cron="0 6 * * 1")),
     ]
     prefect_serve(*deployments, limit=limit, pause_on_shutdown=False)
 
