@@ -373,6 +373,19 @@ def create_app(
             background=BackgroundTask(_remove, path),
         )
 
+    from app.oidc import OidcSettings, add_oidc_routes  # here: app.oidc imports this module
+
+    oidc = OidcSettings.from_env()
+    if oidc is not None:
+        add_oidc_routes(
+            app,
+            ledger=ledger,
+            clock=clock,
+            settings=oidc,
+            secure_cookies=secure_cookies,
+            session_cookie=SESSION_COOKIE,
+        )
+
     return app
 
 
