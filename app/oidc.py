@@ -24,7 +24,6 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import GuestProtocol, KeySet, KeySetSerialization
-from sqlalchemy import select
 
 from app.api import problem
 from models import identity
@@ -426,7 +425,7 @@ def add_oidc_routes(
             )
             subject = f"{claims['iss']} {claims['sub']}"
             with ledger.transaction() as session:
-                account = session.scalar(select(Account).where(Account.oidc_subject == subject))
+                account = identity.account_for_subject(session, subject)
                 if account is None or not account.active:
                     raise _not_linked(subject, account)
                 secret, _ = identity.open_session(session, account=account, now=now)

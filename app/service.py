@@ -99,7 +99,12 @@ class Service:
         access.authorise_country_view(caller, country, "the overdue hops")
         routing = self._country(country)
         with self.ledger.session() as session:
-            return queries.overdue(session=session, routing=routing, now=self.clock.now())
+            items = queries.overdue(session=session, routing=routing, now=self.clock.now())
+            if access.sees_confidential_cases(caller, country):
+                return items
+            # An auditor sees confidential cases in aggregates only, never one by one.
+            hidden = queries.confidential_references(session, countries=[country])
+        return [i for i in items if i.reference not in hidden]
 
     def search(self, search: CaseSearch, caller: Caller, *, page: int, size: int) -> CasePage:
         with self.ledger.session() as session:

@@ -273,6 +273,11 @@ def add_grant(
     )
 
 
+def account_for_subject(session: Session, subject: str) -> Account | None:
+    """The account an admin linked to an identity provider's `<issuer> <sub>`, if any."""
+    return session.scalar(select(Account).where(Account.oidc_subject == subject))
+
+
 def grants_of(session: Session, account_id: int) -> tuple[Grant, ...]:
     rows = session.execute(
         select(RoleGrant.role, RoleGrant.country, RoleGrant.authority)
