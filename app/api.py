@@ -200,15 +200,34 @@ def create_app(
         x_csrf_token: Annotated[str | None, Header()] = None,
     ) -> Caller:
         now = clock.now()
-        with ledger.transaction() as session:
-            if authorization and authorization.lower().startswith("bearer "):
-                return identity.caller_from_token(session, authorization[7:].strip(), now=now)
-            cookie = request.cookies.get(SESSION_COOKIE)
-            if not cookie:
-                raise NotSignedIn("sign in (POST /api/session) or send a Bearer token")
-            found, csrf = identity.caller_from_session(session, cookie, now=now)
+        bearer = (
+            authorization[7:].strip()
+            if authorization and authorization.lower().startswith("bearer ")
+            else None
+        )
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if bearer is None and not cookie:
+            raise NotSignedIn("sign in (POST /api/session) or send a Bearer token")
+
+        def identify(session: Any) -> tuple[Caller, str | None]:
+            if bearer is not None:
+                return identity.caller_from_token(session, bearer, now=now), None
+            return identity.caller_from_session(session, str(cookie), now=now)
+
+        # Read first; write back only when the token's last use or the session's sliding
+        # expiry is stale (every few minutes), so reads do not queue for the write lock.
+        with ledger.session() as session:
+            found, csrf = identify(session)
+            stale = bool(session.dirty)
+        if stale:
+            with ledger.transaction() as session:
+                found, csrf = identify(session)
         unsafe = request.method not in ("GET", "HEAD", "OPTIONS")
-        if unsafe and not (x_csrf_token and secrets.compare_digest(x_csrf_token, csrf)):
+        if (
+            csrf is not None
+            and unsafe
+            and not (x_csrf_token and secrets.compare_digest(x_csrf_token, csrf))
+        ):
             raise Forbidden("this form or call lacks its CSRF token (X-CSRF-Token): reload it")
         return found
 

@@ -117,11 +117,13 @@ def wake_flow(reference: str, *, quiet: bool = False) -> None:
     from models.ledger import Ledger
     from models.queries import read_case_view
 
-    with Ledger() as ledger:
-        view = read_case_view(ledger, reference)
     # Prefect is imported only once a server is known to answer (a second and more).
-    if view.flow_run_id is None or not server_reachable(discover_api_url()):
-        # A note, not the result: on stderr, so scripts reading stdout see the command's answer.
+    answers = server_reachable(discover_api_url())
+    view = None
+    if answers:
+        with Ledger() as ledger:
+            view = read_case_view(ledger, reference)
+    if view is None or view.flow_run_id is None:
         _say(
             quiet,
             "recorded. No Prefect server answers (or the case has no flow run yet): the "

@@ -45,6 +45,8 @@ class Service:
         self.clock = clock or clock_from_env()
         self.waker = waker
         self._in_force: Routings | None = None
+        self._pinned = Routings({})
+        """Pinned versions read so far: kept, so no case's routing is parsed twice."""
 
     def routings(self, command: Command | None = None) -> Routings:
         """The routings a command needs: the files in force to register or migrate; otherwise
@@ -53,7 +55,7 @@ class Service:
             if self._in_force is None:
                 self._in_force = Routings(load_all())
             return self._in_force
-        return self._in_force or Routings({})
+        return self._in_force or self._pinned
 
     # -- commands -------------------------------------------------------------------------------
 

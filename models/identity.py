@@ -44,6 +44,9 @@ from models.ledger import Base, UTCDateTime
 
 SESSION_TTL = timedelta(hours=8)
 """A working day: a session not used for this long must sign in again."""
+TOUCH_EVERY = timedelta(minutes=5)
+"""How often use is written back (a token's last use, a session's sliding expiry): a read
+should not take the ledger's write lock on every call."""
 THROTTLE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_ACCOUNT = 5
 MAX_FAILURES_PER_ADDRESS = 20
@@ -384,7 +387,8 @@ def caller_from_token(session: Session, secret: str, *, now: datetime) -> Caller
     owner = session.get(Account, token.account_id)
     if owner is None or not owner.active:
         raise NotSignedIn("the token's account is closed")
-    token.last_used_at = now
+    if token.last_used_at is None or now - token.last_used_at > TOUCH_EVERY:
+        token.last_used_at = now
     return caller_of(session, owner, [Scope(s) for s in token.scopes])
 
 
@@ -460,7 +464,8 @@ def caller_from_session(session: Session, secret: str, *, now: datetime) -> tupl
     owner = session.get(Account, found.account_id)
     if owner is None or not owner.active:
         raise NotSignedIn("the account is closed")
-    found.expires_at = now + SESSION_TTL
+    if found.expires_at - SESSION_TTL < now - TOUCH_EVERY:
+        found.expires_at = now + SESSION_TTL
     return caller_of(session, owner), found.csrf_token
 
 
