@@ -22,6 +22,7 @@ The API runs without a Prefect server: commands are recorded and their flow runs
 background when a server answers (reconciliation catches up otherwise).
 """
 
+import logging
 import os
 import secrets
 import tempfile
@@ -60,6 +61,7 @@ from models.metrics import Filters
 from models.queries import CasePage, CaseSearch, InboxItem, Timeline
 
 SESSION_COOKIE = "rogatory_session"
+log = logging.getLogger("rogatory.api")
 PROBLEMS = "/api/problems/"
 
 
@@ -192,6 +194,7 @@ def create_app(
 
     @app.exception_handler(Exception)
     def _failed(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
         return problem_for(exc)
 
     def caller(
@@ -216,9 +219,9 @@ def create_app(
 
         # Read first; write back only when the token's last use or the session's sliding
         # expiry is stale (every few minutes), so reads do not queue for the write lock.
-        with ledger.session() as session:
+        with ledger.session() as session, session.no_autoflush:
             found, csrf = identify(session)
-            stale = bool(session.dirty)
+            stale = bool(session.dirty)  # left unwritten here: the session rolls back
         if stale:
             with ledger.transaction() as session:
                 found, csrf = identify(session)
