@@ -133,7 +133,12 @@ def wake_flow(reference: str, *, quiet: bool = False) -> None:
         return
     from tasks.orchestration import wake_case_flow
 
-    if wake_case_flow(view.flow_run_id, view):
+    try:
+        woken = wake_case_flow(view.flow_run_id, view)
+    except Exception as exc:  # the command stands; reconciliation wakes the run later
+        _say(quiet, f"recorded, but its flow run could not be woken ({exc}); the watcher will")
+        return
+    if woken:
         _say(quiet, f"{reference}: its flow run was resumed")
 
 

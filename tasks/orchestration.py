@@ -76,7 +76,10 @@ def wake_input(pause_key: str | None, view: CaseView) -> dict[str, Any]:
     """Input that satisfies whichever form the run waits on; the flow re-reads the ledger."""
     if pause_key and "-requester-" in pause_key:
         return {"note": "the ledger moved on"}
-    return {"hop": view.hop or 0, "outcome": "forwarded", "recorded": True}
+    wake: dict[str, Any] = {"outcome": "forwarded", "recorded": True}
+    if view.hop is not None:  # a closed case has no open hop to name
+        wake["hop"] = view.hop
+    return wake
 
 
 def wake_case_flow(run_id: str, view: CaseView) -> bool:
