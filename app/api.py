@@ -100,6 +100,19 @@ def problem_for(exc: Exception) -> JSONResponse:
     return problem(500, "internal", "Internal error", "the server failed; it is logged")
 
 
+def set_session_cookie(response: Response, secret: str, *, secure: bool) -> None:
+    """The session cookie, however the sign-in happened: HttpOnly, SameSite=Strict, Secure."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        httponly=True,
+        secure=secure,
+        samesite="strict",
+        max_age=int(identity.SESSION_TTL.total_seconds()),
+        path="/",
+    )
+
+
 # -- bodies -------------------------------------------------------------------------------------
 
 
@@ -258,15 +271,7 @@ def create_app(
                 me = identity.caller_of(session, account)
         if refusal:  # after the commit: the failure is logged and counts towards throttling
             raise NotSignedIn(refusal)
-        response.set_cookie(
-            SESSION_COOKIE,
-            secret,
-            httponly=True,
-            secure=secure_cookies,
-            samesite="strict",
-            max_age=int(identity.SESSION_TTL.total_seconds()),
-            path="/",
-        )
+        set_session_cookie(response, secret, secure=secure_cookies)
         return Me(name=me.name, roles=[str(g) for g in me.grants], csrf_token=csrf)
 
     @app.get("/api/session", tags=["sessions"], response_model=Me)
@@ -405,7 +410,6 @@ def create_app(
             clock=clock,
             settings=oidc,
             secure_cookies=secure_cookies,
-            session_cookie=SESSION_COOKIE,
         )
 
     return app

@@ -25,7 +25,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import GuestProtocol, KeySet, KeySetSerialization
 
-from app.api import problem
+from app.api import problem, set_session_cookie
 from models import identity
 from models.clock import Clock
 from models.errors import AccessError, RogatoryError
@@ -340,7 +340,6 @@ def add_oidc_routes(
     clock: Clock,
     settings: OidcSettings,
     secure_cookies: bool,
-    session_cookie: str,
 ) -> None:
     """GET /api/oidc/login and GET /api/oidc/callback: sign in through the identity provider."""
     provider = Provider(settings)
@@ -454,15 +453,7 @@ def add_oidc_routes(
         # The password sign-in's cookie, SameSite=strict included: a browser may leave it off the
         # request for `next` (this redirect chain began at the provider), not off that page's calls.
         response = RedirectResponse(next_path, status_code=303)
-        response.set_cookie(
-            session_cookie,
-            secret,
-            httponly=True,
-            secure=secure_cookies,
-            samesite="strict",
-            max_age=int(identity.SESSION_TTL.total_seconds()),
-            path="/",
-        )
+        set_session_cookie(response, secret, secure=secure_cookies)
         response.delete_cookie(PENDING_COOKIE, path=cookie_path)
         return response
 
