@@ -158,12 +158,57 @@ class Step(Base):
     target: Mapped[str | None] = mapped_column(String(64))
     ground: Mapped[str | None] = mapped_column(String(48))
     cause: Mapped[str | None] = mapped_column(String(48))
+    assigned_to: Mapped[str | None] = mapped_column(String(64))
+    """The officer of the holding authority working the hop (an account name); NULL: nobody."""
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When a coordinator acknowledged the hop's escalation: the rungs fired so far repeat no
+    more (a later rung still fires)."""
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """No rung fires before this instant (a coordinator's snooze, with a reason on the record)."""
 
     __table_args__ = (
         UniqueConstraint("request_id", "hop"),
         Index("ix_steps_next_rung_at", "next_rung_at"),
         Index("ix_steps_holder_open", "country", "holder", "closed_at"),
     )
+
+
+class Document(Base):
+    """Projection: a document attached to a case, stored by content hash outside the database.
+
+    Its `document_attached` event carries the same hash, so the case's chain covers it."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    """request, translation, reply or other."""
+    filename: Mapped[str] = mapped_column(String(255))
+    media_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    """The sequence of the event that attached it."""
+    actor: Mapped[str] = mapped_column(String(128))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("request_id", "sha256"),)
+
+
+class RoutingPublication(Base):
+    """A country file published as the version in force: who, when, and what it replaced."""
+
+    __tablename__ = "routing_publications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    country: Mapped[str] = mapped_column(String(2), index=True)
+    version: Mapped[str] = mapped_column(ForeignKey("routing_versions.version"))
+    previous_version: Mapped[str | None] = mapped_column(String(32))
+    published_by: Mapped[str] = mapped_column(String(128))
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    note: Mapped[str] = mapped_column(Text, default="")
 
 
 class Event(Base):
