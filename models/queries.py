@@ -164,6 +164,12 @@ class InboxItem:
     urgent: bool
     timezone: str = "UTC"
     """The holder's timezone: the due day is shown in it."""
+    route: str = ""
+    kind: str = ""
+    direction: str = ""
+    counterpart: str = ""
+    assigned_to: str | None = None
+    """The officer of the authority working the hop, if someone claimed or was given it."""
 
 
 def _open_hops(session: Session, *, country: str, holder: str | None) -> list[Any]:
@@ -180,6 +186,11 @@ def _open_hops(session: Session, *, country: str, holder: str | None) -> list[An
             Step.stopped_since,
             Request.prescription_date,
             Request.urgent,
+            Request.route_id,
+            Request.kind,
+            Request.direction,
+            Request.counterpart,
+            Step.assigned_to,
         )
         .join(Request, Step.request_id == Request.id)
         .where(Step.country == country, Step.closed_at.is_(None))
@@ -207,6 +218,11 @@ def _item(row: Any, routing: Routing, now: datetime) -> InboxItem:
         clock_stopped=row.stopped_since is not None,
         urgent=row.urgent,
         timezone=calendar.timezone,
+        route=row.route_id,
+        kind=row.kind,
+        direction=row.direction,
+        counterpart=row.counterpart,
+        assigned_to=row.assigned_to,
     )
 
 
