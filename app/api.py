@@ -113,6 +113,49 @@ def set_session_cookie(response: Response, secret: str, *, secure: bool) -> None
     )
 
 
+def identify(
+    ledger: Ledger, *, now: datetime, bearer: str | None, cookie: str | None
+) -> tuple[Caller, str | None]:
+    """The caller a Bearer token or a session cookie stands for, and the session's CSRF token.
+
+    Reads first; writes back only when the token's last use or the session's sliding expiry is
+    stale (every few minutes), so reads do not queue for the write lock."""
+
+    def find(session: Any) -> tuple[Caller, str | None]:
+        if bearer is not None:
+            return identity.caller_from_token(session, bearer, now=now), None
+        return identity.caller_from_session(session, str(cookie), now=now)
+
+    with ledger.session() as session, session.no_autoflush:
+        found = find(session)
+        stale = bool(session.dirty)  # left unwritten here: the session rolls back
+    if stale:
+        with ledger.transaction() as session:
+            found = find(session)
+    return found
+
+
+def sign_in_with_password(
+    ledger: Ledger, *, now: datetime, username: str, password: str, address: str
+) -> tuple[Caller, str, str]:
+    """Check a password and open a session: the caller, the session's secret and CSRF token.
+    A refusal raises `NotSignedIn` after its commit, so it is logged and counts towards
+    throttling."""
+    with ledger.transaction() as session:
+        account = identity.sign_in(
+            session, name=username, password=password, address=address, now=now
+        )
+        if isinstance(account, str):
+            refusal = account
+        else:
+            refusal = ""
+            secret, csrf = identity.open_session(session, account=account, now=now)
+            me = identity.caller_of(session, account)
+    if refusal:
+        raise NotSignedIn(refusal)
+    return me, secret, csrf
+
+
 # -- bodies -------------------------------------------------------------------------------------
 
 
@@ -194,21 +237,36 @@ def create_app(
     )
     app.state.service = service
 
+    from app.web import add_web_pages, is_page  # here: the pages import this module
+
+    pages = add_web_pages(app, service, secure_cookies=secure_cookies)
+
+    def answer(request: Request, exc: Exception) -> Response:
+        """Problem details for the API; the same status as a page for a browser."""
+        found = problem_for(exc)
+        if not is_page(request):
+            return found
+        title = next((t for k, _, _, t in _STATUS if isinstance(exc, k)), "Internal error")
+        detail = str(exc) if isinstance(exc, RogatoryError) else "the server failed; it is logged"
+        return pages.error(request, found.status_code, title, detail)
+
     @app.exception_handler(RogatoryError)
-    def _refused(request: Request, exc: RogatoryError) -> JSONResponse:
-        return problem_for(exc)
+    def _refused(request: Request, exc: RogatoryError) -> Response:
+        return answer(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    def _invalid(request: Request, exc: RequestValidationError) -> Response:
         reasons = [
             f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
         ]
+        if is_page(request):
+            return pages.error(request, 400, "Invalid input", "; ".join(reasons))
         return problem(422, "invalid", "Invalid input", "; ".join(reasons), reasons=reasons)
 
     @app.exception_handler(Exception)
-    def _failed(request: Request, exc: Exception) -> JSONResponse:
+    def _failed(request: Request, exc: Exception) -> Response:
         log.exception("%s %s failed", request.method, request.url.path)
-        return problem_for(exc)
+        return answer(request, exc)
 
     def caller(
         request: Request,
@@ -224,20 +282,7 @@ def create_app(
         cookie = request.cookies.get(SESSION_COOKIE)
         if bearer is None and not cookie:
             raise NotSignedIn("sign in (POST /api/session) or send a Bearer token")
-
-        def identify(session: Any) -> tuple[Caller, str | None]:
-            if bearer is not None:
-                return identity.caller_from_token(session, bearer, now=now), None
-            return identity.caller_from_session(session, str(cookie), now=now)
-
-        # Read first; write back only when the token's last use or the session's sliding
-        # expiry is stale (every few minutes), so reads do not queue for the write lock.
-        with ledger.session() as session, session.no_autoflush:
-            found, csrf = identify(session)
-            stale = bool(session.dirty)  # left unwritten here: the session rolls back
-        if stale:
-            with ledger.transaction() as session:
-                found, csrf = identify(session)
+        found, csrf = identify(ledger, now=now, bearer=bearer, cookie=cookie)
         unsafe = request.method not in ("GET", "HEAD", "OPTIONS")
         if (
             csrf is not None
@@ -257,20 +302,10 @@ def create_app(
 
     @app.post("/api/session", tags=["sessions"], response_model=Me)
     def sign_in(body: SignIn, request: Request, response: Response) -> Me:
-        now = clock.now()
         address = request.client.host if request.client else "unknown"
-        with ledger.transaction() as session:
-            account = identity.sign_in(
-                session, name=body.username, password=body.password, address=address, now=now
-            )
-            if isinstance(account, str):
-                refusal = account
-            else:
-                refusal = ""
-                secret, csrf = identity.open_session(session, account=account, now=now)
-                me = identity.caller_of(session, account)
-        if refusal:  # after the commit: the failure is logged and counts towards throttling
-            raise NotSignedIn(refusal)
+        me, secret, csrf = sign_in_with_password(
+            ledger, now=clock.now(), username=body.username, password=body.password, address=address
+        )
         set_session_cookie(response, secret, secure=secure_cookies)
         return Me(name=me.name, roles=[str(g) for g in me.grants], csrf_token=csrf)
 

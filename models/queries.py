@@ -621,3 +621,46 @@ def hop_rows(session: Session, *, filters: Any, chunk: int = 50_000) -> Iterator
     result = session.execute(query, execution_options={"yield_per": chunk})
     for part in result.partitions():
         yield from (row.tuple() for row in part)
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One event of a case as the case page lists it."""
+
+    seq: int
+    kind: str
+    actor: str
+    occurred_at: datetime
+    recorded_at: datetime
+    hash: str
+    payload: dict[str, Any]
+
+
+def case_events(session: Session, reference: str) -> list[EventRow]:
+    """A case's events, oldest first, with their actor and hash."""
+    rows = session.execute(
+        select(
+            Event.seq,
+            Event.kind,
+            Event.actor,
+            Event.occurred_at,
+            Event.recorded_at,
+            Event.hash,
+            Event.payload,
+        )
+        .join(Request, Event.request_id == Request.id)
+        .where(Request.reference == reference)
+        .order_by(Event.seq)
+    ).all()
+    return [
+        EventRow(
+            seq=r.seq,
+            kind=r.kind,
+            actor=r.actor,
+            occurred_at=r.occurred_at,
+            recorded_at=r.recorded_at,
+            hash=r.hash,
+            payload=json.loads(r.payload),
+        )
+        for r in rows
+    ]

@@ -1,0 +1,37 @@
+"""The web workspace: a place for each user group, served by `rogatory web` beside the API.
+
+    /login, /logout, /language/{code}   sign in and out; English or Spanish
+    /inbox/{country}/{authority}        a clerk's inbox: overdue first, then least slack
+    /my-work                            the hops assigned to me
+    /cases/{reference}                  the route, the timeline, events, forms for my commands
+    /search                             every case my roles reach, by any field
+
+Pages never touch the database directly: they ask the application service, which authorises
+the caller as it does for the API.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+
+from app.service import Service
+from app.web.clerk import add_clerk_pages
+from app.web.pages import STATIC, Pages
+
+
+def add_web_pages(app: FastAPI, service: Service, *, secure_cookies: bool) -> Pages:
+    """Mount the workspace's pages and static files on `app`."""
+    pages = Pages(service, secure_cookies=secure_cookies)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    add_clerk_pages(app, pages)
+    return pages
+
+
+def is_page(request: Request) -> bool:
+    """A request for a page (answered in HTML), not for the API (answered in JSON)."""
+    return not request.url.path.startswith("/api/")
+
+
+__all__ = ["Response", "add_web_pages", "is_page"]
