@@ -82,6 +82,12 @@ DIRECTIONS = tuple(d.value for d in Direction)
 KINDS = tuple(k.value for k in Kind)
 BASES = tuple(b.value for b in LegalBasis)
 OFFENCES = tuple(o.value for o in OffenceCategory)
+MIN_TO_RANK = 20
+"""Observations a row needs before its rate is ranked: a rate over a handful of hops is noise,
+and ranking it would put a small authority at the top or bottom by chance."""
+FOREIGN = "foreign"
+"""The authority kind of the requested or requesting state in a routing file: a hop it holds is
+outside national control."""
 
 
 # -- filters ----------------------------------------------------------------------------------
@@ -1202,6 +1208,28 @@ def _rate(part: float, whole: float) -> float | None:
     return None if whole == 0 else round(float(part) / float(whole), 4)
 
 
+def rank_by_rate(
+    rows: Iterable[Row],
+    *,
+    rate: str,
+    observed: str,
+    min_count: int,
+    tie: Callable[[Row], Any],
+    order: Callable[[Row], Any],
+) -> list[Row]:
+    """The rows with at least `min_count` `observed`, ranked by `rate`, highest first (`rank`
+    1, 2, ... ties broken by `tie`), then the rows with fewer, in `order` and with `rank` None:
+    too few to rank."""
+    rows = list(rows)
+    ranked = sorted(
+        (r for r in rows if r[observed] >= min_count), key=lambda r: (-(r[rate] or 0), tie(r))
+    )
+    few = sorted((r for r in rows if r[observed] < min_count), key=order)
+    return [{"rank": n, **r} for n, r in enumerate(ranked, start=1)] + [
+        {"rank": None, **r} for r in few
+    ]
+
+
 def _stats_fields(stats: dict[str, F64], g: int, prefix: str) -> Row:
     return {
         f"{prefix}_median": _num(stats["q0.5"][g]),
@@ -1389,12 +1417,24 @@ def _breach_fields(data: AuditData, groups: I64, n: int) -> list[Row]:
     ]
 
 
-def breaches_by_authority(*, data: AuditData) -> list[Row]:
-    """Per authority: closed hops past due (rate, business days late) and hops overdue now."""
+def _authority_order(row: Row) -> tuple[str, str]:
+    return row["country"], row["authority"]
+
+
+def breaches_by_authority(*, data: AuditData, min_to_rank: int = MIN_TO_RANK) -> list[Row]:
+    """Per authority: closed hops past due (rate, business days late) and hops overdue now;
+    ranked by the share past due when at least `min_to_rank` hops closed."""
     n = len(data.hops.authority.labels)
     fields = _breach_fields(data, data.hops.authority.codes, n)
     rows = [{**data.authority_row(g), **fields[g]} for g in range(n)]
-    return sorted(rows, key=lambda r: (-(r["breach_rate"] or 0), -r["overdue_now"]))
+    return rank_by_rate(
+        rows,
+        rate="breach_rate",
+        observed="closed_hops",
+        min_count=min_to_rank,
+        tie=lambda r: (-r["overdue_now"], *_authority_order(r)),
+        order=_authority_order,
+    )
 
 
 def breaches_by_step(*, data: AuditData) -> list[Row]:
@@ -1431,24 +1471,98 @@ def breaches_by_month(*, data: AuditData) -> list[Row]:
     return rows
 
 
+def _holder_calendar(data: AuditData, hop: int) -> Calendar:
+    """The calendar (and so the timezone) of the authority holding `hop`."""
+    return data.routing_of_case(int(data.hops.case[hop])).calendar(data.hops.holder.label(hop))
+
+
 def overdue_now(*, data: AuditData) -> list[Row]:
-    """Every open hop past its due instant now (clock not stopped), most days late first."""
+    """Every open hop past its due instant now (clock not stopped), most days late first; the due
+    instant in UTC and in the holder's local time."""
     hops, cases = data.hops, data.cases
     overdue = np.flatnonzero(_overdue_mask(data))
     group, first = _step_groups(data)
     steps = {int(g): _step_row(data, int(first[g])) for g in np.unique(group[overdue])}
+    calendars = {g: _holder_calendar(data, int(first[g])) for g in steps}
     due = np.datetime_as_string(hops.due_at[overdue].astype("datetime64[s]"), timezone="UTC")
-    rows = [
-        {
-            "reference": cases.reference[hops.case[i]],
-            **steps[int(group[i])],
-            "hop": int(hops.hop[i]),
-            "due_at": str(due[k]).replace("Z", "+00:00"),
-            "days_late": int(hops.days_late[i]),
-        }
-        for k, i in enumerate(overdue.tolist())
-    ]
+    rows = []
+    for k, i in enumerate(overdue.tolist()):
+        g = int(group[i])
+        calendar = calendars[g]
+        rows.append(
+            {
+                "reference": cases.reference[hops.case[i]],
+                **steps[g],
+                "hop": int(hops.hop[i]),
+                "due_at": str(due[k]).replace("Z", "+00:00"),
+                "due_local": datetime.fromtimestamp(int(hops.due_at[i]), calendar.tz).isoformat(),
+                "timezone": calendar.timezone,
+                "days_late": int(hops.days_late[i]),
+            }
+        )
     return sorted(rows, key=lambda r: (-r["days_late"], r["reference"]))
+
+
+# -- hops outside national control -----------------------------------------------------------------
+
+
+def outside_national_control(data: AuditData) -> Bools:
+    """The hops held by a foreign authority (kind `foreign` in the case's pinned routing): the
+    requested or requesting state, on whose pace no national authority has a say."""
+    hops, cases = data.hops, data.cases
+    if len(hops) == 0:
+        return np.zeros(0, dtype=bool)
+    foreign = np.zeros((len(cases.version.labels), len(hops.holder.labels)), dtype=bool)
+    for v, version in enumerate(cases.version.labels):
+        routing = data.routings.get(version)
+        authorities = routing.config.authorities if routing is not None else {}
+        for h, holder in enumerate(hops.holder.labels):
+            found = authorities.get(holder)
+            foreign[v, h] = found is not None and found.kind == FOREIGN
+    held: Bools = foreign[cases.version.codes[hops.case], hops.holder.codes]
+    return held
+
+
+def foreign_by_counterpart(*, data: AuditData, min_to_rank: int = MIN_TO_RANK) -> list[Row]:
+    """Hops held by the foreign state, per counterpart of the case: how long they took in
+    calendar days and how often past their SLA; ranked by that share when at least
+    `min_to_rank` hops closed."""
+    hops, cases = data.hops, data.cases
+    abroad = outside_national_control(data)
+    if not abroad.any():
+        return []
+    counterpart = cases.counterpart.codes[hops.case]
+    n = len(cases.counterpart.labels)
+    closed = abroad & hops.closed
+    days = group_stats(values=hops.calendar_days[closed], groups=counterpart[closed], n_groups=n)
+    held = np.bincount(counterpart[abroad], minlength=n)
+    over = np.bincount(counterpart[closed & hops.breached], minlength=n)
+    still_open = np.bincount(counterpart[abroad & ~hops.closed], minlength=n)
+    overdue = np.bincount(counterpart[abroad & _overdue_mask(data)], minlength=n)
+    rows = []
+    for g in np.flatnonzero(held).tolist():
+        count = int(days["count"][g])
+        rows.append(
+            {
+                "counterpart": cases.counterpart.labels[g],
+                "closed_hops": count,
+                "cd_median": _num(days["q0.5"][g]),
+                "cd_p90": _num(days["q0.9"][g]),
+                "cd_max": _num(days["max"][g]),
+                "over_sla": int(over[g]),
+                "over_sla_share": _rate(over[g], count),
+                "open_hops": int(still_open[g]),
+                "overdue_now": int(overdue[g]),
+            }
+        )
+    return rank_by_rate(
+        rows,
+        rate="over_sla_share",
+        observed="closed_hops",
+        min_count=min_to_rank,
+        tie=lambda r: r["counterpart"],
+        order=lambda r: r["counterpart"],
+    )
 
 
 # -- handoffs --------------------------------------------------------------------------------------
@@ -1537,8 +1651,9 @@ def _repeated(hops: Hops) -> Bools:
     return seen_before
 
 
-def rework_by_authority(*, data: AuditData) -> list[Row]:
-    """How often each authority sends a request back or on to another, and the work redone."""
+def rework_by_authority(*, data: AuditData, min_to_rank: int = MIN_TO_RANK) -> list[Row]:
+    """How often each authority sends a request back or on to another, and the work redone;
+    ranked by that share when at least `min_to_rank` hops closed."""
     hops = data.hops
     n = len(hops.authority.labels)
     auth = hops.authority.codes
@@ -1561,7 +1676,14 @@ def rework_by_authority(*, data: AuditData) -> list[Row]:
                 "repeated_business_days": int(redo_bd[g]),
             }
         )
-    return sorted(rows, key=lambda r: (-(r["rework_rate"] or 0), r["country"], r["authority"]))
+    return rank_by_rate(
+        rows,
+        rate="rework_rate",
+        observed="closed_hops",
+        min_count=min_to_rank,
+        tie=_authority_order,
+        order=_authority_order,
+    )
 
 
 def rework_by_cause(*, data: AuditData) -> list[Row]:
@@ -1663,8 +1785,9 @@ def execution(*, data: AuditData) -> list[Row]:
 # -- late entries ----------------------------------------------------------------------------------
 
 
-def late_entries(*, data: AuditData) -> list[Row]:
-    """Per authority: decisions entered long after they happened, a sign of a paper register."""
+def late_entries(*, data: AuditData, min_to_rank: int = MIN_TO_RANK) -> list[Row]:
+    """Per authority: decisions entered long after they happened, a sign of a paper register;
+    ranked by the share entered late when at least `min_to_rank` decisions were entered."""
     hops, late = data.hops, data.late
     n = len(hops.authority.labels)
     known = late.hop >= 0
@@ -1688,7 +1811,14 @@ def late_entries(*, data: AuditData) -> list[Row]:
                 "lag_days_max": _num(lags["max"][g]),
             }
         )
-    return sorted(rows, key=lambda r: (-(r["late_share"] or 0), -r["late_entries"]))
+    return rank_by_rate(
+        rows,
+        rate="late_share",
+        observed="decisions",
+        min_count=min_to_rank,
+        tie=lambda r: (-r["late_entries"], *_authority_order(r)),
+        order=_authority_order,
+    )
 
 
 # -- delay attribution -----------------------------------------------------------------------------
@@ -1893,4 +2023,5 @@ def summary(*, data: AuditData) -> Row:
         "uncac_share": _rate(int(cases.legal_basis.equals("uncac").sum()), len(cases)),
         "late_entries": int(data.late.hop.size),
         "late_after_hours": data.late_after_s / 3600,
+        "min_to_rank": MIN_TO_RANK,
     }

@@ -539,6 +539,7 @@ def risk_register(
         risk = np.round(fc.risk, 4).tolist()
         slack = fc.slack_days.tolist()
         left = (position.prescription_day - position.today).tolist()
+        running = cases.prescription_running[position.cases].tolist()
         for k, case in enumerate(position.cases.tolist()):
             moves = histories.get(int(cases.id[case]), [])
             h = int(current[case])
@@ -555,6 +556,9 @@ def risk_register(
                     "prescription_why": moves[-1]["why"] if moves else "",
                     "prescription_history": moves,
                     "days_to_prescription": left[k] if known[k] else None,
+                    "prescribed": already_prescribed(
+                        days_left=left[k] if known[k] else None, running=running[k]
+                    ),
                     "p50_completion": p50[k],
                     "p90_completion": p90[k],
                     "risk": risk[k] if known[k] else None,
@@ -567,10 +571,18 @@ def risk_register(
     return sorted(rows, key=_worst_first)
 
 
-def _worst_first(row: Row) -> tuple[int, float, float, str]:
+def already_prescribed(*, days_left: int | None, running: bool) -> bool:
+    """Whether the prescription date has come: it is the first day the case can no longer be
+    prosecuted. While a suspension runs the date is only the earliest it can be, and moves on
+    with each day the suspension lasts: such a case has not prescribed yet."""
+    return days_left is not None and days_left <= 0 and not running
+
+
+def _worst_first(row: Row) -> tuple[bool, bool, float, float, str]:
     risk = row["risk"]
     slack = row["slack_days"]
     return (
+        not row["prescribed"],
         risk is None,
         -(risk or 0.0),
         slack if slack is not None else math.inf,

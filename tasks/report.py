@@ -26,7 +26,7 @@ from models.risk import SAMPLES, risk_register
 from tasks.export import neutralise, output_file, output_folder
 
 SCHEMA_ID = "rogatory-report"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TABLES = (
     "dwell_by_authority",
     "dwell_by_step",
@@ -36,6 +36,7 @@ TABLES = (
     "breaches_by_step",
     "breaches_by_month",
     "overdue_now",
+    "foreign_by_counterpart",
     "handoffs",
     "rework_by_authority",
     "rework_by_cause",
@@ -106,6 +107,7 @@ def metric_tables(*, data: AuditData) -> dict[str, list[Row]]:
         "breaches_by_step": metrics.breaches_by_step(data=data),
         "breaches_by_month": metrics.breaches_by_month(data=data),
         "overdue_now": metrics.overdue_now(data=data),
+        "foreign_by_counterpart": metrics.foreign_by_counterpart(data=data),
         "handoffs": metrics.handoffs(data=data),
         "rework_by_authority": metrics.rework_by_authority(data=data),
         "rework_by_cause": metrics.rework_by_cause(data=data),
@@ -130,9 +132,8 @@ def document(
     """The report as one document: metadata, summary, headlines and the tables."""
     tables = {**tables, "risk_register": register}
     summary = metrics.summary(data=data)
-    summary["likely_to_prescribe"] = sum(
-        1 for r in register if r["risk"] is not None and r["risk"] >= LIKELY
-    )
+    summary["already_prescribed"] = sum(1 for r in register if r["prescribed"])
+    summary["likely_to_prescribe"] = len(_likely(register))
     lines = headlines(summary=summary, tables=tables)
     left_out = [
         {k: row[k] for k in ("reference", "country", "routing_version", "problem")}
@@ -202,6 +203,13 @@ def _days(x: Any) -> str:
     return "1 business day" if x == 1 else f"{x:g} business days"
 
 
+def _likely(register: list[Row]) -> list[Row]:
+    """Cases likely to prescribe before their chain finishes; never those already prescribed."""
+    return [
+        r for r in register if not r["prescribed"] and r["risk"] is not None and r["risk"] >= LIKELY
+    ]
+
+
 def headlines(*, summary: Row, tables: dict[str, list[Row]]) -> list[str]:
     """Plain-language findings, most important first."""
     out: list[str] = []
@@ -223,15 +231,13 @@ def headlines(*, summary: Row, tables: dict[str, list[Row]]) -> list[str]:
             "days late, in closed cases)."
         )
     register = tables["risk_register"]
-    past = [r for r in register if r["days_to_prescription"] is not None]
-    past = [r for r in past if r["days_to_prescription"] <= 0]
+    past = [r for r in register if r["prescribed"]]
     if past:
         out.append(
-            f"{_count(len(past), 'open case is', 'open cases are')} already past the "
-            f"prescription date; the oldest is {min(past, key=_past_key)['reference']}."
+            f"{_count(len(past), 'open case has', 'open cases have')} already prescribed; the "
+            f"oldest is {min(past, key=_past_key)['reference']}."
         )
-    likely = [r for r in register if r["risk"] is not None and r["risk"] >= LIKELY]
-    likely = [r for r in likely if r["days_to_prescription"] > 0]
+    likely = _likely(register)
     if likely:
         worst = likely[0]
         out.append(
@@ -257,9 +263,9 @@ def headlines(*, summary: Row, tables: dict[str, list[Row]]) -> list[str]:
             )
     elif summary["open_hops"]:
         out.append("No hop is overdue now.")
-    breaches = [r for r in tables["breaches_by_authority"] if r["closed_hops"] >= 5]
+    breaches = [r for r in tables["breaches_by_authority"] if r["rank"] == 1]
     if breaches:
-        worst = max(breaches, key=lambda r: (r["breach_rate"] or 0, r["closed_hops"]))
+        worst = breaches[0]
         if worst["breached"]:
             out.append(
                 f"{_who(worst)} missed its deadline on {_pct(worst['breach_rate'])} of "
@@ -286,7 +292,7 @@ def headlines(*, summary: Row, tables: dict[str, list[Row]]) -> list[str]:
             f"{n} refusal{'s' if n != 1 else ''} rested on grounds UNCAC forbids "
             "(bank secrecy, art. 46(8); fiscal offence, art. 46(22))."
         )
-    late = [r for r in tables["late_entries"] if r["late_decisions"]]
+    late = [r for r in tables["late_entries"] if r["late_decisions"] and r["rank"] is not None]
     if late:
         top = late[0]
         out.append(
@@ -644,6 +650,8 @@ th{background:#f5f7fa}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .note{color:#7b8794;font-size:.85em}.figures{display:flex;flex-wrap:wrap;gap:.6em}
 .figure{border:1px solid #e4e7eb;border-radius:6px;padding:.4em .8em;min-width:9em}
 .figure b{display:block;font-size:1.3em}
+.how{color:#3e4c59;font-size:.9em;margin-top:-.3em}nav ol{columns:2;font-size:.9em}
+.toc{font-weight:bold;margin-bottom:0}
 """
 
 
@@ -658,6 +666,7 @@ PERCENT_COLUMNS = {
     "executed_any_rate",
     "uncac_share",
     "share_of_dwell",
+    "over_sla_share",
 }
 
 
@@ -714,10 +723,63 @@ def _risk_class(value: Any) -> str:
 AUTHORITY = [("authority_name", "Authority"), ("country", "Country")]
 
 
+def _when(local: str, zone: str) -> str:
+    """A local instant as the holder reads it: date, time, zone name and UTC offset."""
+    instant = datetime.fromisoformat(local)
+    offset = instant.strftime("%z")
+    return f"{instant:%Y-%m-%d %H:%M} {zone} (UTC{offset[:3]}:{offset[3:]})"
+
+
+def _utc(text: str) -> str:
+    return f"{datetime.fromisoformat(text).astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _section(anchor: str, title: str, how: str, *body: str) -> tuple[str, str, str]:
+    """A section of the page: its anchor, its title, and its HTML (the heading, one sentence
+    saying how it is computed, then the body)."""
+    html = "\n".join(
+        [f"<h2 id='{anchor}'>{_t(title)}</h2>", f"<p class='how'>{_t(how)}</p>", *body]
+    )
+    return anchor, title, html
+
+
+def _contents(sections: Sequence[tuple[str, str, str]]) -> str:
+    links = "".join(f"<li><a href='#{a}'>{_t(title)}</a></li>" for a, title, _ in sections)
+    return f"<nav aria-label='Contents'><p class='toc'>Contents</p><ol>{links}</ol></nav>"
+
+
+def _ranked(
+    rows: Sequence[Row],
+    columns: Sequence[tuple[str, str]],
+    *,
+    name: str,
+    least: str,
+    classes: dict[str, Any] | None = None,
+) -> str:
+    """A table ranked by a rate, and apart from it the rows with too few observations to rank
+    (`least` words the threshold, e.g. "20 closed hops")."""
+    ranked = [r for r in rows if r["rank"] is not None]
+    few = [r for r in rows if r["rank"] is None]
+    if ranked:
+        out = _table(ranked, [("rank", "Rank"), *columns], name=name, classes=classes)
+    elif few:
+        out = f"<p class='note'>No row has at least {_t(least)} yet: none is ranked.</p>"
+    else:
+        out = _table([], columns)
+    if few:
+        out += (
+            f"<p class='note'><b>Too few to rank</b> (fewer than {_t(least)}): shown apart, in "
+            "alphabetical order, because a rate over so few says little.</p>"
+            + _table(few, columns, name=name, classes=classes)
+        )
+    return out
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The report as one self-contained HTML page."""
     t = report["tables"]
     s = report["summary"]
+    least = s["min_to_rank"]
     overall = [r for r in t["delay_attribution"] if r["scope"] == "all"]
     figures = [
         ("Cases", s["cases"]),
@@ -725,6 +787,7 @@ def render_html(report: dict[str, Any]) -> str:
         ("Hops overdue now", s["overdue_now"]),
         ("Hops closed late", _pct(s["breach_rate"]) if s["breach_rate"] is not None else "–"),
         ("Executed", _pct(s["execution_rate"]) if s["execution_rate"] is not None else "–"),
+        ("Already prescribed", s["already_prescribed"]),
         ("Likely to prescribe", s["likely_to_prescribe"]),
         ("UNCAC as legal basis", _pct(s["uncac_share"]) if s["uncac_share"] is not None else "–"),
     ]
@@ -732,245 +795,376 @@ def render_html(report: dict[str, Any]) -> str:
     for row in t["chains"]:
         chains.setdefault((row["country"], row["route"]), []).append(row)
     used = [steps for steps in chains.values() if any(x["hops"] for x in steps)]
+    prescribed = [r for r in t["risk_register"] if r["prescribed"]]
+    for_days_past = [{**r, "days_past": -r["days_to_prescription"]} for r in prescribed]
+    at_risk = [r for r in t["risk_register"] if not r["prescribed"]]
+    overdue = [{**r, "due_shown": _when(r["due_local"], r["timezone"])} for r in t["overdue_now"]]
+    execution = [{**r, "kind": KIND_WORDS.get(r["kind"], r["kind"])} for r in t["execution"]]
+    sections = [
+        _section(
+            "delay",
+            "Where delay builds up",
+            "Each closed case's lateness (the business days, on each holder's calendar, its hops "
+            "ran past their deadlines, less the days early hops saved) is split over the hops that "
+            "ran late in proportion to how late each ran, and totalled per authority; open cases "
+            "are not counted.",
+            svg_pareto(overall),
+            _table(
+                t["delay_attribution"],
+                [
+                    ("scope", "Scope"),
+                    ("rank", "Rank"),
+                    *AUTHORITY,
+                    ("delay_business_days", "Business days late"),
+                    ("share", "Share"),
+                    ("hops_late", "Late hops"),
+                ],
+                limit=30,
+                name="delay_attribution",
+            ),
+        ),
+        _section(
+            "dwell",
+            "How long each authority holds a request",
+            "Closed hops only, from the instant a hop opened to its decision: business days on "
+            "the holder's calendar (weekends, public holidays and closures skipped, days with the "
+            "clock stopped included) and calendar days between local dates.",
+            "<p class='note'>Box: middle half of closed hops; black line: median; red tick: 90th "
+            "percentile; whiskers: shortest to longest; dots: hops per number of days.</p>",
+            svg_box_plot(t["dwell_by_authority"], t["dwell_histogram"]),
+            _table(
+                t["dwell_by_authority"],
+                [
+                    *AUTHORITY,
+                    ("hops", "Closed hops"),
+                    ("open_hops", "Open"),
+                    ("bd_median", "Median bd"),
+                    ("bd_p90", "P90 bd"),
+                    ("bd_max", "Max bd"),
+                    ("cd_median", "Median days"),
+                    ("cd_p90", "P90 days"),
+                    ("cd_max", "Max days"),
+                ],
+                name="dwell_by_authority",
+            ),
+        ),
+        _section(
+            "abroad",
+            "Hops held abroad, by foreign state (outside national control)",
+            "Hops held by the requested or requesting state (an authority of kind 'foreign' in "
+            "the routing file), grouped by the case's counterpart: calendar days from the hop's "
+            "opening to its decision, and the share decided after the due instant of its SLA; "
+            "no national authority controls this time, so it is not any national authority's "
+            f"delay, and a state is ranked only with at least {least} closed hops.",
+            _ranked(
+                t["foreign_by_counterpart"],
+                [
+                    ("counterpart", "Foreign state"),
+                    ("closed_hops", "Closed hops"),
+                    ("cd_median", "Median days"),
+                    ("cd_p90", "P90 days"),
+                    ("cd_max", "Max days"),
+                    ("over_sla", "Over SLA"),
+                    ("over_sla_share", "Share over SLA"),
+                    ("open_hops", "Open"),
+                    ("overdue_now", "Overdue now"),
+                ],
+                name="foreign_by_counterpart",
+                least=f"{least} closed hops",
+            ),
+        ),
+        _section(
+            "chains",
+            "The chains, with their median times",
+            "Each route in use as configured in the routing its most recently registered case "
+            "pinned, with the median of the closed hops its own holder took at each step "
+            "(business days on the holder's calendar, and calendar days): green within the SLA, "
+            "red over it, dashed a step that applies to some requests only.",
+            *(
+                f"<h3>{_t(steps[0]['route_name'])} ({_t(steps[0]['country'])})</h3>"
+                + svg_chain(steps)
+                for steps in used
+            ),
+        ),
+        _section(
+            "deadlines",
+            "Deadlines",
+            "A hop is late when it is decided after its due instant (its SLA added to its "
+            "opening on the holder's calendar), and counts the business days late on that "
+            "calendar; an authority's share of hops closed late is ranked only with at least "
+            f"{least} closed hops.",
+            svg_breach_trend(t["breaches_by_month"]),
+            _ranked(
+                t["breaches_by_authority"],
+                [
+                    *AUTHORITY,
+                    ("closed_hops", "Closed hops"),
+                    ("breached", "Late"),
+                    ("breach_rate", "Late share"),
+                    ("days_late_median", "Median bd late"),
+                    ("days_late_max", "Max bd late"),
+                    ("open_hops", "Open"),
+                    ("overdue_now", "Overdue now"),
+                ],
+                name="breaches_by_authority",
+                least=f"{least} closed hops",
+            ),
+            "<h3>Overdue now</h3>",
+            "<p class='how'>Open hops past their due instant at the time of the report, the "
+            "clock not stopped, with business days late on the holder's calendar; the due "
+            "instant is shown in the holder's local time.</p>",
+            _table(
+                overdue,
+                [
+                    ("reference", "Reference"),
+                    ("hop", "Hop"),
+                    ("step", "Step"),
+                    *AUTHORITY,
+                    ("due_shown", "Due (holder's local time)"),
+                    ("days_late", "Business days late"),
+                ],
+                limit=50,
+                name="overdue_now",
+            ),
+        ),
+        _section(
+            "prescription",
+            "Prescription",
+            "The prescription date is the first day a case can no longer be prosecuted, on the "
+            "country's calendar: an open case whose date is today or earlier, with no suspension "
+            "still running, has already prescribed and is listed apart; the others are forecast "
+            "(cases likely to prescribe: risk 50% or more).",
+            "<h3>Already prescribed</h3>",
+            "<p class='how'>Open cases whose prescription date has come, with the calendar days "
+            "since; nothing the chain does now can save them.</p>",
+            _table(
+                for_days_past,
+                [
+                    ("reference", "Reference"),
+                    ("country", "Country"),
+                    ("step", "Now at"),
+                    ("prescription_date", "Prescribed on"),
+                    ("days_past", "Days since"),
+                    ("prescription_why", "Why this date"),
+                ],
+                limit=100,
+                name="risk_register",
+            ),
+            "<h3>At risk of prescribing before they close</h3>",
+            "<p class='how'>Risk: the chance that the remaining hops finish on or after the "
+            "prescription date, from the calendar days each authority and step took on closed "
+            "hops (their SLAs while fewer than 20 hops are on record); slack: days from the "
+            "median completion to the prescription date.</p>",
+            _table(
+                at_risk,
+                [
+                    ("reference", "Reference"),
+                    ("country", "Country"),
+                    ("step", "Now at"),
+                    ("prescription_date", "Prescription"),
+                    ("p50_completion", "Completion P50"),
+                    ("p90_completion", "Completion P90"),
+                    ("risk", "Risk"),
+                    ("slack_days", "Slack (days)"),
+                    ("basis", "Basis"),
+                    ("prescription_why", "Why this date"),
+                ],
+                limit=100,
+                name="risk_register",
+                classes={"risk": _risk_class},
+            ),
+        ),
+        _section(
+            "stops",
+            "Clock stops",
+            "Each stop runs from its clock_stopped event to its clock_resumed event (or to now "
+            "while still stopped): business days on the holder's calendar and calendar days "
+            "between local dates; share of time held is the business days stopped over the "
+            "business days the authority held its hops.",
+            _table(
+                t["stops"],
+                [
+                    *AUTHORITY,
+                    ("hops_stopped", "Hops stopped"),
+                    ("stops", "Stops"),
+                    ("running_now", "Stopped now"),
+                    ("business_days_stopped", "Business days"),
+                    ("calendar_days_stopped", "Calendar days"),
+                    ("share_of_dwell", "Share of time held"),
+                ],
+                name="stops",
+            ),
+        ),
+        _section(
+            "handoffs",
+            "Handoffs",
+            "The gap between one hop's decision and the next hop's opening in the same case, in "
+            "business days on the next holder's calendar and in calendar days: zero when the "
+            "decision opened the next hop at once, the requester's wait after a return.",
+            _table(
+                t["handoffs"],
+                [
+                    ("country", "Country"),
+                    ("from_step", "From step"),
+                    ("from_authority", "From"),
+                    ("to_step", "To step"),
+                    ("to_authority", "To"),
+                    ("handoffs", "Handoffs"),
+                    ("via_requester", "Via the requester"),
+                    ("gap_bd_median", "Median gap bd"),
+                    ("gap_bd_max", "Max gap bd"),
+                    ("gap_cd_median", "Median gap days"),
+                ],
+                name="handoffs",
+            ),
+        ),
+        _section(
+            "rework",
+            "Rework",
+            "Per authority, the closed hops it returned or reassigned over all its closed hops "
+            f"(ranked only with at least {least}), and the hops that did a step of a case again "
+            "with their business days on the holder's calendar; then the returns and "
+            "reassignments by delay cause.",
+            _ranked(
+                t["rework_by_authority"],
+                [
+                    *AUTHORITY,
+                    ("closed_hops", "Closed hops"),
+                    ("returned", "Returned"),
+                    ("reassigned", "Reassigned"),
+                    ("rework_rate", "Rework share"),
+                    ("repeated_hops", "Steps redone"),
+                    ("repeated_business_days", "Business days redone"),
+                ],
+                name="rework_by_authority",
+                least=f"{least} closed hops",
+            ),
+            _table(
+                t["rework_by_cause"],
+                [
+                    ("cause", "Delay cause"),
+                    ("returned", "Returned"),
+                    ("reassigned", "Reassigned"),
+                    ("total", "Total"),
+                    ("share", "Share"),
+                ],
+                name="rework_by_cause",
+            ),
+        ),
+        _section(
+            "refusals",
+            "Refusals",
+            "Hops decided 'refused', counted per authority and ground; grounds UNCAC forbids "
+            "(bank secrecy, art. 46(8); fiscal offences, art. 46(22)) are flagged.",
+            _table(
+                t["refusals"],
+                [
+                    *AUTHORITY,
+                    ("ground", "Ground"),
+                    ("refusals", "Refusals"),
+                    ("prohibited_by_uncac", "Prohibited by UNCAC"),
+                ],
+                name="refusals",
+                classes={"prohibited_by_uncac": lambda v: "high" if v else ""},
+            ),
+        ),
+        _section(
+            "execution",
+            "Execution",
+            "Closed cases counted by their final outcome, per country, route, kind and "
+            "direction; each share is of the closed cases in its row.",
+            _table(
+                execution,
+                [
+                    ("country", "Country"),
+                    ("route", "Route"),
+                    ("kind", "Kind"),
+                    ("direction", "Direction"),
+                    ("closed_cases", "Closed"),
+                    ("executed", "Executed"),
+                    ("partially_executed", "Partly"),
+                    ("refused", "Refused"),
+                    ("withdrawn", "Withdrawn"),
+                    ("execution_rate", "Executed share"),
+                    ("executed_any_rate", "Executed at least partly"),
+                ],
+                name="execution",
+            ),
+        ),
+        _section(
+            "late-entries",
+            "Late entries",
+            f"Commands recorded more than {s['late_after_hours']:g} hours after the instant they "
+            "say they happened; an authority's share of decisions entered late is ranked only "
+            f"with at least {least} decisions.",
+            _ranked(
+                [r for r in t["late_entries"] if r["late_entries"]],
+                [
+                    *AUTHORITY,
+                    ("decisions", "Decisions"),
+                    ("late_decisions", "Entered late"),
+                    ("late_share", "Late share"),
+                    ("late_entries", "All late entries"),
+                    ("lag_days_median", "Median lag (days)"),
+                    ("lag_days_max", "Max lag (days)"),
+                ],
+                name="late_entries",
+                least=f"{least} decisions",
+            ),
+        ),
+        _section(
+            "statistics",
+            "Statistics",
+            "Exact counts of requests by country, direction, counterpart, offence, legal basis, "
+            "kind and year of registration (the registration day on the country's calendar), "
+            "and how often UNCAC is the legal basis.",
+            _table(
+                t["uncac_usage"],
+                [
+                    ("country", "Country"),
+                    ("direction", "Direction"),
+                    ("year", "Year"),
+                    ("requests", "Requests"),
+                    ("uncac", "On UNCAC"),
+                    ("uncac_share", "UNCAC share"),
+                ],
+                name="uncac_usage",
+            ),
+            _table(
+                t["statistics"],
+                [
+                    ("country", "Country"),
+                    ("direction", "Direction"),
+                    ("counterpart", "Counterpart"),
+                    ("offence_category", "Offence"),
+                    ("legal_basis", "Legal basis"),
+                    ("kind", "Kind"),
+                    ("year", "Year"),
+                    ("requests", "Requests"),
+                ],
+                name="statistics",
+            ),
+        ),
+    ]
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>Audit report: {_t(report['scope'])}</title><style>{CSS}</style></head><body>",
         f"<h1>Audit report: {_t(report['scope'])}</h1>",
-        f"<p class='meta'>Ledger as of {_t(report['as_of'])}; generated "
-        f"{_t(report['generated_at'])}. Cases are identified by reference only.</p>",
+        f"<p class='meta'>Ledger as of {_t(_utc(report['as_of']))}; generated "
+        f"{_t(_utc(report['generated_at']))}. Cases are identified by reference only; instants "
+        "in the tables are in the local time of the authority holding the hop.</p>",
+        _contents(sections),
         "<ul class='headlines'>",
         *(f"<li>{_t(h)}</li>" for h in report["headlines"]),
         "</ul><div class='figures'>",
         *(f"<div class='figure'><b>{_t(v)}</b>{_t(k)}</div>" for k, v in figures),
         "</div>",
-        "<h2>Where delay builds up</h2>",
-        "<p class='note'>Each closed case's lateness (the business days its hops ran past their "
-        "deadlines, less the days early hops saved) is split over the hops that ran late, in "
-        "proportion to how late each ran, and totalled per authority.</p>",
-        svg_pareto(overall),
-        _table(
-            t["delay_attribution"],
-            [
-                ("scope", "Scope"),
-                ("rank", "Rank"),
-                *AUTHORITY,
-                ("delay_business_days", "Business days late"),
-                ("share", "Share"),
-                ("hops_late", "Late hops"),
-            ],
-            limit=30,
-            name="delay_attribution",
-        ),
-        "<h2>How long each authority holds a request</h2>",
-        "<p class='note'>Box: middle half of closed hops; black line: median; red tick: 90th "
-        "percentile; whiskers: shortest to longest; dots: hops per number of days.</p>",
-        svg_box_plot(t["dwell_by_authority"], t["dwell_histogram"]),
-        _table(
-            t["dwell_by_authority"],
-            [
-                *AUTHORITY,
-                ("hops", "Closed hops"),
-                ("open_hops", "Open"),
-                ("bd_median", "Median bd"),
-                ("bd_p90", "P90 bd"),
-                ("bd_max", "Max bd"),
-                ("cd_median", "Median days"),
-                ("cd_p90", "P90 days"),
-                ("cd_max", "Max days"),
-            ],
-            name="dwell_by_authority",
-        ),
-        "<h2>The chains, with their median times</h2>",
-        "<p class='note'>Green: median within the SLA; red: over it; dashed: a step that applies "
-        "to some requests only.</p>",
-        *(
-            f"<h3>{_t(steps[0]['route_name'])} ({_t(steps[0]['country'])})</h3>" + svg_chain(steps)
-            for steps in used
-        ),
-        "<h2>Deadlines</h2>",
-        svg_breach_trend(t["breaches_by_month"]),
-        _table(
-            t["breaches_by_authority"],
-            [
-                *AUTHORITY,
-                ("closed_hops", "Closed hops"),
-                ("breached", "Late"),
-                ("breach_rate", "Late share"),
-                ("days_late_median", "Median bd late"),
-                ("days_late_max", "Max bd late"),
-                ("open_hops", "Open"),
-                ("overdue_now", "Overdue now"),
-            ],
-            name="breaches_by_authority",
-        ),
-        "<h3>Overdue now</h3>",
-        _table(
-            t["overdue_now"],
-            [
-                ("reference", "Reference"),
-                ("hop", "Hop"),
-                ("step", "Step"),
-                *AUTHORITY,
-                ("due_at", "Due"),
-                ("days_late", "Business days late"),
-            ],
-            limit=50,
-            name="overdue_now",
-        ),
-        "<h2>Prescription risk</h2>",
-        "<p class='note'>Risk: the chance that the remaining hops finish on or after the "
-        "prescription date, from the observed dwell times of each authority and step (their "
-        "SLAs while fewer than 20 hops are on record). Slack: days from the median completion "
-        "to the prescription date.</p>",
-        _table(
-            t["risk_register"],
-            [
-                ("reference", "Reference"),
-                ("country", "Country"),
-                ("step", "Now at"),
-                ("prescription_date", "Prescription"),
-                ("p50_completion", "Completion P50"),
-                ("p90_completion", "Completion P90"),
-                ("risk", "Risk"),
-                ("slack_days", "Slack (days)"),
-                ("basis", "Basis"),
-                ("prescription_why", "Why this date"),
-            ],
-            limit=100,
-            name="risk_register",
-            classes={"risk": _risk_class},
-        ),
-        "<h2>Clock stops</h2>",
-        _table(
-            t["stops"],
-            [
-                *AUTHORITY,
-                ("hops_stopped", "Hops stopped"),
-                ("stops", "Stops"),
-                ("running_now", "Stopped now"),
-                ("business_days_stopped", "Business days"),
-                ("calendar_days_stopped", "Calendar days"),
-                ("share_of_dwell", "Share of time held"),
-            ],
-            name="stops",
-        ),
-        "<h2>Handoffs</h2>",
-        _table(
-            t["handoffs"],
-            [
-                ("country", "Country"),
-                ("from_step", "From step"),
-                ("from_authority", "From"),
-                ("to_step", "To step"),
-                ("to_authority", "To"),
-                ("handoffs", "Handoffs"),
-                ("via_requester", "Via the requester"),
-                ("gap_bd_median", "Median gap bd"),
-                ("gap_bd_max", "Max gap bd"),
-                ("gap_cd_median", "Median gap days"),
-            ],
-            name="handoffs",
-        ),
-        "<h2>Rework</h2>",
-        _table(
-            t["rework_by_authority"],
-            [
-                *AUTHORITY,
-                ("closed_hops", "Closed hops"),
-                ("returned", "Returned"),
-                ("reassigned", "Reassigned"),
-                ("rework_rate", "Rework share"),
-                ("repeated_hops", "Steps redone"),
-                ("repeated_business_days", "Business days redone"),
-            ],
-            name="rework_by_authority",
-        ),
-        _table(
-            t["rework_by_cause"],
-            [
-                ("cause", "Delay cause"),
-                ("returned", "Returned"),
-                ("reassigned", "Reassigned"),
-                ("total", "Total"),
-                ("share", "Share"),
-            ],
-            name="rework_by_cause",
-        ),
-        "<h2>Refusals</h2>",
-        _table(
-            t["refusals"],
-            [
-                *AUTHORITY,
-                ("ground", "Ground"),
-                ("refusals", "Refusals"),
-                ("prohibited_by_uncac", "Prohibited by UNCAC"),
-            ],
-            name="refusals",
-            classes={"prohibited_by_uncac": lambda v: "high" if v else ""},
-        ),
-        "<h2>Execution</h2>",
-        _table(
-            t["execution"],
-            [
-                ("country", "Country"),
-                ("route", "Route"),
-                ("closed_cases", "Closed"),
-                ("executed", "Executed"),
-                ("partially_executed", "Partly"),
-                ("refused", "Refused"),
-                ("withdrawn", "Withdrawn"),
-                ("execution_rate", "Executed share"),
-                ("executed_any_rate", "Executed at least partly"),
-            ],
-            name="execution",
-        ),
-        "<h2>Late entries</h2>",
-        "<p class='note'>Decisions recorded more than "
-        f"{s['late_after_hours']:g} hours after they happened.</p>",
-        _table(
-            [r for r in t["late_entries"] if r["late_entries"]],
-            [
-                *AUTHORITY,
-                ("decisions", "Decisions"),
-                ("late_decisions", "Entered late"),
-                ("late_share", "Late share"),
-                ("late_entries", "All late entries"),
-                ("lag_days_median", "Median lag (days)"),
-                ("lag_days_max", "Max lag (days)"),
-            ],
-            name="late_entries",
-        ),
-        "<h2>Statistics</h2>",
-        _table(
-            t["uncac_usage"],
-            [
-                ("country", "Country"),
-                ("direction", "Direction"),
-                ("year", "Year"),
-                ("requests", "Requests"),
-                ("uncac", "On UNCAC"),
-                ("uncac_share", "UNCAC share"),
-            ],
-            name="uncac_usage",
-        ),
-        _table(
-            t["statistics"],
-            [
-                ("country", "Country"),
-                ("direction", "Direction"),
-                ("counterpart", "Counterpart"),
-                ("offence_category", "Offence"),
-                ("legal_basis", "Legal basis"),
-                ("kind", "Kind"),
-                ("year", "Year"),
-                ("requests", "Requests"),
-            ],
-            name="statistics",
-        ),
+        *(html for _, _, html in sections),
         "<p class='note'>Medians and percentiles interpolate between the two nearest values. "
         "Business days follow each authority's calendar (weekends, public holidays, closures); "
-        "calendar days count local dates. Cases are selected by registration date.</p>",
+        "calendar days count local dates. Cases are selected by registration date. A rate is "
+        f"ranked only over at least {least} observations.</p>",
         "</body></html>",
     ]
     return "\n".join(parts)

@@ -353,3 +353,118 @@ def test_hop_times_agree_with_the_timeline_view(audited):
                     h.calendar_days,
                 )
                 assert mine["elapsed_s"] == int((h.closed_at - h.opened_at) / timedelta(seconds=1))
+
+
+# -- hops outside national control, ranking, local time ----------------------------------------
+
+
+def abroad_script() -> Script:
+    """Three outgoing Salvadoran cases that reach the requested state on Friday 6 February."""
+    script: Script = []
+    for label, state in (("es1", "ES"), ("es2", "ES"), ("fr", "FR")):
+        script.append((at(2, 2, 9), label, "register", {"data": sv(counterpart=state)}))
+        script += [(at(2, day), label, "decide", {"outcome": "forwarded"}) for day in (3, 4, 5, 6)]
+    return script
+
+
+def test_foreign_hops_are_told_apart_per_counterpart(ledger, routings):
+    play(ledger, routings, [
+        *abroad_script(),
+        (at(2, 20), "es1", "decide", {"outcome": "executed"}),  # 14 days abroad
+        (at(6, 10), "es2", "decide", {"outcome": "executed"}),  # 124 days: past the 90d SLA
+    ])  # fmt: skip
+    with ledger.session() as session:
+        data = load_audit(session=session, routings=routings, filters=Filters(), now=at(7, 1))
+    held = metrics.outside_national_control(data)
+    assert {data.hops.holder.label(int(i)) for i in np.flatnonzero(held)} == {"abroad"}
+    assert int(held.sum()) == 3
+    rows = metrics.foreign_by_counterpart(data=data, min_to_rank=2)
+    assert rows == [
+        {
+            "rank": 1,
+            "counterpart": "ES",
+            "closed_hops": 2,
+            "cd_median": 69,
+            "cd_p90": 113,
+            "cd_max": 124,
+            "over_sla": 1,
+            "over_sla_share": 0.5,
+            "open_hops": 0,
+            "overdue_now": 0,
+        },
+        {
+            "rank": None,  # still held in France, past its due instant: nothing closed to rank
+            "counterpart": "FR",
+            "closed_hops": 0,
+            "cd_median": None,
+            "cd_p90": None,
+            "cd_max": None,
+            "over_sla": 0,
+            "over_sla_share": None,
+            "open_hops": 1,
+            "overdue_now": 1,
+        },
+    ]
+    # The national authorities' figures hold none of that time.
+    national = [r for r in metrics.dwell_by_authority(data=data) if r["authority"] != "abroad"]
+    assert max(r["cd_max"] for r in national) == 1
+
+
+def test_a_rate_is_ranked_only_over_enough_observations(audited):
+    data = audit(*audited[:2], countries=("SV",))
+    assert metrics.MIN_TO_RANK == 20
+    # fgr closed 5 hops, csj 4, mjsp none: with the default none is ranked.
+    for table in (metrics.breaches_by_authority, metrics.rework_by_authority):
+        rows = table(data=data)
+        assert [r["rank"] for r in rows] == [None] * len(rows)
+        assert [r["authority"] for r in rows] == sorted(r["authority"] for r in rows)
+    rows = metrics.breaches_by_authority(data=data, min_to_rank=5)
+    assert [(r["authority"], r["rank"], r["breach_rate"]) for r in rows] == [
+        ("fgr", 1, 0.6),
+        ("csj", None, 0.5),  # too few to rank, however high its rate
+        ("mjsp", None, None),
+    ]
+    rows = metrics.late_entries(data=data, min_to_rank=5)
+    assert (rows[0]["authority"], rows[0]["rank"]) == ("fgr", 1)
+    assert metrics.summary(data=data)["min_to_rank"] == 20
+
+
+def test_rank_by_rate_puts_a_small_group_with_a_high_rate_apart():
+    rows = [
+        {"name": "small", "rate": 1.0, "n": 3},
+        {"name": "big", "rate": 0.1, "n": 40},
+        {"name": "bigger", "rate": 0.3, "n": 50},
+    ]
+    ranked = metrics.rank_by_rate(
+        rows,
+        rate="rate",
+        observed="n",
+        min_count=20,
+        tie=lambda r: r["name"],
+        order=lambda r: r["name"],
+    )
+    assert [(r["name"], r["rank"]) for r in ranked] == [
+        ("bigger", 1),
+        ("big", 2),
+        ("small", None),
+    ]
+
+
+def test_overdue_hops_give_their_due_instant_in_the_holders_local_time(ledger, routings):
+    us = sv(country="US", requesting_authority="US Attorney", conducting_authority="FBI")
+    play(ledger, routings, [
+        (at(2, 2, 9), "S", "register", {"data": sv()}),
+        (at(2, 2, 14), "U", "register", {"data": us}),
+    ])  # fmt: skip
+    data = audit(ledger, routings)
+    rows = {r["country"]: r for r in metrics.overdue_now(data=data)}
+    for country, zone, offset in (
+        ("SV", "America/El_Salvador", timedelta(hours=-6)),
+        ("US", "America/New_York", timedelta(hours=-5)),  # standard time on the due day
+    ):
+        row = rows[country]
+        local = datetime.fromisoformat(row["due_local"])
+        assert row["timezone"] == zone
+        assert local.utcoffset() == offset
+        assert local == datetime.fromisoformat(row["due_at"])
+        assert datetime.fromisoformat(row["due_at"]).utcoffset() == timedelta(0)

@@ -229,3 +229,48 @@ def test_register_uses_observed_dwell_once_history_is_deep(ledger: Ledger, routi
     waiting = rows[refs[f"c{MIN_HISTORY}"]]
     assert waiting["basis"] == "mixed"  # draft from history, the rest from SLAs
     assert waiting["step"] == "draft"
+
+
+def test_already_prescribed_needs_the_date_come_and_no_suspension_running():
+    assert risk.already_prescribed(days_left=0, running=False)  # the date is the first day lost
+    assert risk.already_prescribed(days_left=-30, running=False)
+    assert not risk.already_prescribed(days_left=1, running=False)
+    assert not risk.already_prescribed(days_left=-3, running=True)  # the date moves on each day
+    assert not risk.already_prescribed(days_left=None, running=False)
+
+
+def test_register_flags_the_cases_already_prescribed(ledger: Ledger, routings):
+    feb2 = at(2, 2, 9)
+    refs = play(
+        ledger,
+        routings,
+        [
+            (feb2, "past", "register", {"data": sv(offence_date="2016-03-01")}),
+            (feb2, "today", "register", {"data": sv(offence_date="2016-03-11")}),
+            (feb2, "soon", "register", {"data": sv(offence_date="2016-03-20")}),
+            (feb2, "held", "register", {"data": italy(offence_date="2016-03-01")}),
+        ],
+    )
+    with ledger.transaction() as session:
+        from models import engine
+        from models.clock import FixedClock
+
+        # Sent abroad on 20 February, before the date: the suspension still runs on 11 March,
+        # though the date worked out on 21 February (2 March) is behind us.
+        engine.record(
+            session=session,
+            clock=FixedClock(at(2, 21)),
+            routings=routings,
+            reference=refs["held"],
+            event="request_sent_abroad",
+            on=datetime(2026, 2, 20).date(),
+        )
+    with ledger.session() as session:
+        data = load_audit(session=session, routings=routings, filters=Filters(), now=NOW)
+        register = risk.risk_register(data=data, session=session)
+    rows = {r["reference"]: r for r in register}
+    flags = {label: rows[ref]["prescribed"] for label, ref in refs.items()}
+    assert flags == {"past": True, "today": True, "soon": False, "held": False}
+    held = rows[refs["held"]]
+    assert held["prescription_running"] and held["days_to_prescription"] < 0
+    assert [r["prescribed"] for r in register] == [True, True, False, False]  # listed first
