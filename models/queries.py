@@ -664,3 +664,8 @@ def case_events(session: Session, reference: str) -> list[EventRow]:
         )
         for r in rows
     ]
+
+
+def actor_of_key(session: Session, key: str) -> str | None:
+    """Who recorded the event carrying idempotency key `key`, if any did."""
+    return session.scalar(select(Event.actor).where(Event.idempotency_key == key))

@@ -9,6 +9,7 @@ page, else the browser's Accept-Language, else English.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -48,3 +49,66 @@ def negotiate(cookie: str | None, accept_language: str | None) -> str:
         if code in LANGUAGES:
             return code
     return DEFAULT
+
+
+# -- keeping the catalogues complete ---------------------------------------------------------------
+
+_LITERAL = re.compile(r"""\b_\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\s*\)""")
+
+
+def vocabulary() -> set[str]:
+    """The words pages show from the domain's closed vocabularies and the commands' models:
+    outcomes, grounds, causes, kinds, statuses, event kinds, command titles and field labels."""
+    from app.api import _STATUS
+    from app.web.forms import HIDDEN
+    from models import domain
+    from models.commands import COMMANDS
+    from models.prescription import EventKind
+
+    words = {"open", "closed", "returned", "incoming", "outgoing", *COMMANDS}
+    words.update({"Invalid input", "Internal error", *(title for *_, title in _STATUS)})
+    for enum in (
+        domain.Outcome,
+        domain.RefusalGround,
+        domain.DelayCause,
+        domain.Kind,
+        domain.Direction,
+        EventKind,
+    ):
+        words.update(str(m.value).replace("_", " ") for m in enum)
+    for command in COMMANDS.values():
+        words.add((command.__doc__ or command.name).strip().split("\n")[0])
+        for name, info in command.model_fields.items():
+            if name not in HIDDEN:
+                words.add(name.replace("_", " ").capitalize())
+                if info.description:
+                    words.add(info.description)
+    return words
+
+
+def strings_in_use() -> set[str]:
+    """Every `_("...")` literal in the templates and the page code, and the vocabulary."""
+    found = set(vocabulary())
+    sources = [*(Path(__file__).parent / "templates").glob("*.html")]
+    sources += [p for p in Path(__file__).parent.glob("*.py") if p.name != "i18n.py"]
+    for path in sources:
+        for double, single in _LITERAL.findall(path.read_text(encoding="utf-8")):
+            found.add(double or single)
+    return found
+
+
+def missing(lang: str) -> list[str]:
+    """The strings in use that `lang`'s catalogue lacks."""
+    table = catalogue(lang)
+    return sorted(s for s in strings_in_use() if s not in table)
+
+
+def sync_english() -> int:
+    """Add the strings in use to `en.yaml` (English is the key itself); the count added."""
+    table = dict(catalogue(DEFAULT))
+    added = [s for s in strings_in_use() if s not in table]
+    table.update({s: s for s in added})
+    text = yaml.safe_dump(dict(sorted(table.items())), allow_unicode=True, width=1000)
+    (MESSAGES / f"{DEFAULT}.yaml").write_text(text, encoding="utf-8")
+    catalogue.cache_clear()
+    return len(added)
