@@ -577,7 +577,7 @@ def open_hop(session: Session, reference: str) -> OpenHop | None:
         .join(Step, (Step.request_id == Request.id) & (Step.hop == Request.current_hop))
         .where(Request.reference == reference)
     ).first()
-    return None if row is None else OpenHop(*row.tuple())
+    return None if row is None else OpenHop(*row)
 
 
 @dataclass(frozen=True)
@@ -594,7 +594,7 @@ def last_holder(session: Session, reference: str) -> LastHolder:
         .outerjoin(Step, (Step.request_id == Request.id) & (Step.hop == Request.hop_count))
         .where(Request.reference == reference)
     ).one()
-    return LastHolder(*row.tuple())
+    return LastHolder(*row)
 
 
 def hop_rows(session: Session, *, filters: Any, chunk: int = 50_000) -> Iterator[tuple[Any, ...]]:
@@ -620,7 +620,7 @@ def hop_rows(session: Session, *, filters: Any, chunk: int = 50_000) -> Iterator
     )
     result = session.execute(query, execution_options={"yield_per": chunk})
     for part in result.partitions():
-        yield from (row.tuple() for row in part)
+        yield from (tuple(row) for row in part)
 
 
 @dataclass(frozen=True)
