@@ -515,3 +515,20 @@ def accounts(session: Session) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def officers(session: Session, *, country: str, authority: str) -> list[tuple[str, str]]:
+    """The active accounts that clerk or head for an authority: (name, display name), by name."""
+    rows = session.execute(
+        select(Account.name, Account.display_name)
+        .join(RoleGrant, RoleGrant.account_id == Account.id)
+        .where(
+            Account.active.is_(True),
+            RoleGrant.country == country,
+            RoleGrant.authority == authority,
+            RoleGrant.role.in_([RoleName.CLERK.value, RoleName.HEAD.value]),
+        )
+        .distinct()
+        .order_by(Account.name)
+    ).all()
+    return [(r.name, r.display_name) for r in rows]

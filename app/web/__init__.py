@@ -5,6 +5,10 @@
     /my-work                            the hops assigned to me
     /cases/{reference}                  the route, the timeline, events, forms for my commands
     /search                             every case my roles reach, by any field
+    /board                              escalations: acknowledge, snooze
+    /audit                              the audit report, live, with its downloads
+    /ministry                           the country's chains, calendars, drafts, publishing
+    /admin                              accounts, roles, tokens
 
 Pages never touch the database directly: they ask the application service, which authorises
 the caller as it does for the API.
@@ -17,7 +21,11 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from app.service import Service
+from app.web.admin import add_admin_pages
+from app.web.audit import add_audit_pages
+from app.web.board import add_board_pages
 from app.web.clerk import add_clerk_pages
+from app.web.ministry import add_ministry_pages
 from app.web.pages import STATIC, Pages
 
 
@@ -26,6 +34,10 @@ def add_web_pages(app: FastAPI, service: Service, *, secure_cookies: bool) -> Pa
     pages = Pages(service, secure_cookies=secure_cookies)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_clerk_pages(app, pages)
+    add_board_pages(app, pages)
+    add_ministry_pages(app, pages)
+    add_audit_pages(app, pages)
+    add_admin_pages(app, pages)
     return pages
 
 

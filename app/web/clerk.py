@@ -13,17 +13,21 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Form, Query, Request
 from fastapi.responses import Response
+from starlette.datastructures import UploadFile
 
 from app.api import SESSION_COOKIE, set_session_cookie, sign_in_with_password
 from app.web import forms
 from app.web.i18n import LANG_COOKIE, LANGUAGES
 from app.web.pages import Pages, SignInFirst, Visitor, safe_next, see_other
-from models import access, identity, queries
+from models import access, identity, queries, workspace
 from models.commands import (
     COMMANDS,
+    Assign,
+    AttachDocument,
     CaseCommand,
     Decide,
     Reassign,
@@ -32,6 +36,7 @@ from models.commands import (
     ResumeClock,
     StopClock,
 )
+from models.documents import MAX_DOCUMENT_BYTES, DocumentKind
 from models.errors import CommandRejected, Forbidden, NotFound, NotSignedIn
 from models.identity import RoleName
 from models.queries import CaseSearch, InboxItem
@@ -185,13 +190,21 @@ def add_clerk_pages(app: FastAPI, pages: Pages) -> None:
         posted: dict[str, Any] | None = None,
     ) -> Response:
         timeline = service.timeline(reference, visitor.caller)
+        attached = service.documents(reference, visitor.caller)
         with service.ledger.session() as session:
             events = queries.case_events(session, reference)
             routing = service.routings().pinned(session, timeline.routing_version)
             facts = queries.case_facts(session, reference, routings=service.routings())
+            officers = (
+                identity.officers(session, country=timeline.country, authority=facts.holder)
+                if facts.holder
+                else []
+            )
+            assigned = workspace.assigned_officer(session, reference)
         route = routing.config.route(timeline.route)
         open_hop = next((h for h in timeline.hops if h.closed_at is None), None)
         _ = pages.translate(visitor)
+        may_attach = _may(visitor, AttachDocument, facts)
         return pages.render(
             request,
             "case.html",
@@ -202,12 +215,60 @@ def add_clerk_pages(app: FastAPI, pages: Pages) -> None:
             routing=routing,
             open_hop=open_hop,
             events=events,
-            forms=command_forms(visitor, timeline.status, facts, routing, route, open_hop, _),
+            forms=command_forms(
+                visitor, timeline.status, facts, routing, route, open_hop, officers, _
+            ),
+            documents=attached,
+            may_attach=may_attach,
+            document_kinds=[str(k) for k in DocumentKind],
+            assigned=assigned,
             done=done,
             problem=problem,
             failed=failed,
             posted=posted or {},
             idempotency=secrets.token_urlsafe(16),
+        )
+
+    # -- documents ------------------------------------------------------------------------------
+
+    @app.post("/cases/{reference}/documents", include_in_schema=False)
+    async def attach(request: Request, reference: str) -> Response:
+        visitor = pages.visitor(request)
+        form = await pages.form(request, visitor)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            problem = CommandRejected("choose a file to attach", reference=reference)
+            return case_page(request, visitor, reference, problem=problem, failed="attach")
+        content = await upload.read(MAX_DOCUMENT_BYTES + 1)
+        try:
+            service.attach(
+                reference,
+                content,
+                filename=upload.filename.replace("\\", "/").rsplit("/", 1)[-1],
+                media_type=upload.content_type or "application/octet-stream",
+                kind=str(form.get("kind") or "other"),
+                note=str(form.get("note") or "") or None,
+                caller=visitor.caller,
+                idempotency_key=str(form.get("idempotency_key") or "") or None,
+            )
+        except CommandRejected as refused:
+            return case_page(
+                request, visitor, reference, problem=refused, failed="attach", posted=form
+            )
+        return see_other(f"/cases/{reference}?done=attach#documents")
+
+    @app.get("/cases/{reference}/documents/{sha256}", include_in_schema=False)
+    def download(request: Request, reference: str, sha256: str) -> Response:
+        visitor = pages.visitor(request)
+        document, content = service.document(reference, sha256, visitor.caller)
+        return Response(
+            content,
+            media_type="application/octet-stream",
+            headers={
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(document.filename)}",
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-store",
+            },
         )
 
     @app.post("/cases/{reference}/{command}", include_in_schema=False)
@@ -229,6 +290,10 @@ def add_clerk_pages(app: FastAPI, pages: Pages) -> None:
             return case_page(
                 request, visitor, reference, problem=refused, failed=command, posted=form
             )
+        back = form.get("back")
+        if back:
+            target = safe_next(str(back))
+            return see_other(f"{target}{'&' if '?' in target else '?'}done={command}")
         return see_other(f"/cases/{result.reference}?done={command}#events")
 
     # -- search ---------------------------------------------------------------------------------
@@ -308,6 +373,7 @@ def command_forms(
     routing: Any,
     route: Any,
     open_hop: Any,
+    officers: list[tuple[str, str]],
     _: Any,
 ) -> list[CommandForm]:
     """A form for every case command the caller's role may run on this case now, offering
@@ -316,13 +382,11 @@ def command_forms(
     for kind in COMMANDS.values():
         if not issubclass(kind, CaseCommand) or kind.name == "attach":
             continue
-        try:
-            access.authorise_command(
-                visitor.caller, kind.model_construct(reference=facts.reference), facts
-            )
-        except (Forbidden, AssertionError, AttributeError):
+        if not _may(visitor, kind, facts):
             continue
         choices: dict[str, list[str]] = {}
+        if kind is Assign:
+            choices["officer"] = [name for name, _display in officers]
         if kind is Decide:
             if open_hop is None:
                 continue
@@ -343,6 +407,19 @@ def command_forms(
             )
         )
     return found
+
+
+def _may(visitor: Visitor, kind: type[CaseCommand], facts: access.CaseFacts) -> bool:
+    """Whether the caller's roles reach this kind of command on this case (as the holder's
+    officer, for an assignment: claiming is the least a clerk may do)."""
+    fields: dict[str, Any] = {"reference": facts.reference}
+    if kind is Assign:
+        fields["officer"] = visitor.name
+    try:
+        access.authorise_command(visitor.caller, kind.model_construct(**fields), facts)
+    except (Forbidden, AssertionError, AttributeError):
+        return False
+    return True
 
 
 def _applies(kind: type[CaseCommand], status: str, open_hop: Any) -> bool:

@@ -25,6 +25,7 @@ from app.service import Service
 from app.web.i18n import LANG_COOKIE, LANGUAGES, Translate, negotiate, translator
 from models.errors import Forbidden, NotSignedIn
 from models.identity import Caller, RoleName
+from models.loader import Routing, load_all
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -98,6 +99,7 @@ class Pages:
         self.service = service
         self.secure_cookies = secure_cookies
         self.env = _environment()
+        self._routings: dict[str, Routing] | None = None
 
     # -- who is asking --------------------------------------------------------------------------
 
@@ -149,6 +151,13 @@ class Pages:
             **context,
         )
         return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
+
+    def timezone(self, country: str, authority: str | None = None) -> str:
+        """The timezone an authority (or a country) reads its dates in, from the files in force."""
+        if self._routings is None:
+            self._routings = load_all()
+        routing = self._routings.get(country)
+        return routing.calendar(authority).timezone if routing else "UTC"
 
     def translate(self, visitor: Visitor) -> Translate:
         return translator(visitor.lang)

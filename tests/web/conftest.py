@@ -31,6 +31,7 @@ from models.clock import SystemClock
 from models.commands import Register
 from models.identity import Grant, RoleName
 from models.ledger import Ledger
+from tasks.sweep import sweep_now
 from tests.samples import intake
 
 PASSWORD = "a long enough passphrase"
@@ -111,6 +112,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     url = f"sqlite:///{root / 'ledger.db'}"
     with Ledger(url, migrate=True) as ledger:
         refs = _seed(ledger)
+        sweep_now(ledger, thresholds=[])  # the overdue hop's rungs fire: the board has them
     port = free_port()
     env = {
         **os.environ,
