@@ -97,7 +97,8 @@ def demo(args: argparse.Namespace) -> int:
         stop_process(server)
     _step(5, "Done")
     _finale(folder, root, started)
-    print("  the HTTP API and its accounts stay in the demo's ledger; serve them again with:")
+    print("  the workspace, the HTTP API and their accounts stay in the demo's ledger; serve them")
+    print("  again with (then open http://127.0.0.1:8800/ and sign in):")
     print(
         f"    ROGATORY_VAR={root} ROGATORY_DATABASE_URL={os.environ['ROGATORY_DATABASE_URL']} "
         "ROGATORY_COOKIE_SECURE=0 rogatory web"
@@ -167,6 +168,8 @@ DEMO_ACCOUNTS = {
     "demo-coordinator": ("coordinator", "SV", None),
     "demo-clerk": ("clerk", "SV", "fgr"),
     "demo-auditor": ("auditor", None, None),
+    "demo-ministry": ("ministry", "SV", None),
+    "demo-admin": ("admin", None, None),
 }
 
 
@@ -213,9 +216,20 @@ def _web(root: Path) -> tuple[subprocess.Popen[bytes], dict[str, tuple[str, str]
         if me.status_code != 200:
             raise SystemExit(f"demo FAILED: signing in to the API gave {me.status_code}: {me.text}")
         found = http.get("/api/cases", params={"country": "SV", "size": 1}).json()
+    with httpx.Client(base_url=base, follow_redirects=True) as browser:
+        password = sign_ins["demo-clerk"][1]
+        inbox = browser.post("/login", data={"username": "demo-clerk", "password": password})
+        if inbox.status_code != 200 or "<h1>Inbox</h1>" not in inbox.text:
+            raise SystemExit(f"demo FAILED: the clerk's sign-in page gave {inbox.status_code}")
+        rows = inbox.text.count('<a href="/cases/')
     print(
         f"  HTTP API at {base}/api (docs {base}/api/docs): demo-coordinator signed in and sees "
         f"{found['total']:,} Salvadoran cases",
+        flush=True,
+    )
+    print(
+        f"  web workspace at {base}/ : demo-clerk signed in through the form and sees "
+        f"{rows} open hops on the first page of fgr's inbox",
         flush=True,
     )
     return process, sign_ins

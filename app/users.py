@@ -51,7 +51,9 @@ def register(sub: Sub) -> None:
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=user_list)
 
-    web = sub.add_parser("web", help="serve the HTTP API (OpenAPI at /api/docs)")
+    web = sub.add_parser(
+        "web", help="serve the web workspace and the HTTP API (OpenAPI at /api/docs)"
+    )
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8800)
     web.set_defaults(handler=serve_web)
@@ -179,6 +181,9 @@ def serve_web(args: argparse.Namespace) -> int:
 
     from app.api import create_app
 
-    print(f"rogatory API on http://{args.host}:{args.port}/api (docs: /api/docs)", flush=True)
+    print(
+        f"rogatory workspace on http://{args.host}:{args.port}/ (API: /api, docs: /api/docs)",
+        flush=True,
+    )
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
     return 0

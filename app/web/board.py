@@ -5,9 +5,12 @@ here."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from typing import Annotated
+
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
+from app.web.clerk import PAGE_SIZE
 from app.web.pages import Pages
 
 
@@ -15,11 +18,18 @@ def add_board_pages(app: FastAPI, pages: Pages) -> None:
     service = pages.service
 
     @app.get("/board", include_in_schema=False)
-    def board(request: Request, country: str = "", show: str = "owed", done: str = "") -> Response:
+    def board(
+        request: Request,
+        country: str = "",
+        show: str = "owed",
+        done: str = "",
+        page: Annotated[int, Query(ge=1)] = 1,
+    ) -> Response:
         visitor = pages.visitor(request)
         items = service.board(visitor.caller, country or None)
         owed = [i for i in items if not i.acknowledged]
-        shown = owed if show != "all" else items
+        listed = owed if show != "all" else items
+        shown = listed[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
         return pages.render(
             request,
             "board.html",
@@ -31,5 +41,7 @@ def add_board_pages(app: FastAPI, pages: Pages) -> None:
             show=show,
             zones={i.country: pages.timezone(i.country) for i in shown},
             done=done in ("acknowledge", "snooze"),
+            page=page,
+            pages_count=max(1, -(-len(listed) // PAGE_SIZE)),
             today=service.clock.now(),
         )
