@@ -369,12 +369,20 @@ class AuditData:
                 return routing.config.authorities[holder].name
         return holder
 
+    def outside_national_control(self, country: str, holder: str) -> bool:
+        """Whether the holder is the foreign state (kind `foreign`), not a national authority."""
+        for routing in self.routings.values():
+            if routing.country == country and holder in routing.config.authorities:
+                return routing.config.authorities[holder].kind == FOREIGN
+        return False
+
     def authority_row(self, code: int) -> Row:
         country, holder = self.authority_parts(code)
         return {
             "country": country,
             "authority": holder,
             "authority_name": self.authority_name(country, holder),
+            "outside_national_control": self.outside_national_control(country, holder),
         }
 
 
@@ -1289,6 +1297,7 @@ def _step_row(data: AuditData, row: int) -> Row:
         "step": hops.step.label(row),
         "authority": holder,
         "authority_name": data.authority_name(country, holder),
+        "outside_national_control": data.outside_national_control(country, holder),
         "sla": data.sla_of(row),
     }
 
@@ -1485,19 +1494,32 @@ def overdue_now(*, data: AuditData) -> list[Row]:
     steps = {int(g): _step_row(data, int(first[g])) for g in np.unique(group[overdue])}
     calendars = {g: _holder_calendar(data, int(first[g])) for g in steps}
     due = np.datetime_as_string(hops.due_at[overdue].astype("datetime64[s]"), timezone="UTC")
+    # Due instants fall at the end of a business day: a few thousand distinct ones however many
+    # hops are overdue, each rendered once.
+    local: dict[tuple[str, int], str] = {}
     rows = []
-    for k, i in enumerate(overdue.tolist()):
-        g = int(group[i])
+    for case_, g, hop, due_s, utc, days_late in zip(
+        hops.case[overdue].tolist(),
+        group[overdue].tolist(),
+        hops.hop[overdue].tolist(),
+        hops.due_at[overdue].tolist(),
+        due.tolist(),
+        hops.days_late[overdue].tolist(),
+        strict=True,
+    ):
         calendar = calendars[g]
+        key = (calendar.timezone, due_s)
+        if key not in local:
+            local[key] = datetime.fromtimestamp(due_s, calendar.tz).isoformat()
         rows.append(
             {
-                "reference": cases.reference[hops.case[i]],
+                "reference": cases.reference[case_],
                 **steps[g],
-                "hop": int(hops.hop[i]),
-                "due_at": str(due[k]).replace("Z", "+00:00"),
-                "due_local": datetime.fromtimestamp(int(hops.due_at[i]), calendar.tz).isoformat(),
+                "hop": hop,
+                "due_at": utc.replace("Z", "+00:00"),
+                "due_local": local[key],
                 "timezone": calendar.timezone,
-                "days_late": int(hops.days_late[i]),
+                "days_late": days_late,
             }
         )
     return sorted(rows, key=lambda r: (-r["days_late"], r["reference"]))

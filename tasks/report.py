@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from html import escape
@@ -180,8 +180,19 @@ def _pct(x: float) -> str:
     return f"{round(100 * x)}%"
 
 
+ABROAD = " (outside national control)"
+"""Follows the name of the foreign state wherever it stands among national authorities."""
+
+
 def _who(row: Row) -> str:
-    return f"{row['authority_name']} ({row['country']})"
+    abroad = ABROAD if row.get("outside_national_control") else ""
+    return f"{row['authority_name']}{abroad} ({row['country']})"
+
+
+def _abroad_named(row: Row) -> Row:
+    if row.get("outside_national_control"):
+        return {**row, "authority_name": row["authority_name"] + ABROAD}
+    return row
 
 
 def _scope_words(row: Row) -> str:
@@ -252,7 +263,7 @@ def headlines(*, summary: Row, tables: dict[str, list[Row]]) -> list[str]:
     if overdue:
         holders: dict[str, int] = {}
         for row in overdue:
-            key = f"{row['authority_name']} ({row['country']})"
+            key = _who(row)
             holders[key] = holders.get(key, 0) + 1
         most = max(holders, key=lambda k: holders[k])
         if len(overdue) == 1:
@@ -691,7 +702,9 @@ def _table(
     limit: int = 200,
     name: str = "",
     classes: dict[str, Any] | None = None,
+    shown: dict[str, Callable[[Row], str]] | None = None,
 ) -> str:
+    """An HTML table of the first `limit` rows; `shown` words a column from its row."""
     if not rows:
         return "<p class='note'>Nothing to show.</p>"
     head = "".join(f"<th>{_t(title)}</th>" for _, title in columns)
@@ -699,7 +712,7 @@ def _table(
     for row in rows[:limit]:
         cells = []
         for key, _ in columns:
-            value = row.get(key)
+            value = shown[key](row) if shown and key in shown else row.get(key)
             css = "n" if isinstance(value, int | float) and not isinstance(value, bool) else ""
             if classes and key in classes:
                 css += " " + classes[key](value)
@@ -769,7 +782,7 @@ def _ranked(
     if few:
         out += (
             f"<p class='note'><b>Too few to rank</b> (fewer than {_t(least)}): shown apart, in "
-            "alphabetical order, because a rate over so few says little.</p>"
+            "order of country and name, because a rate over so few says little.</p>"
             + _table(few, columns, name=name, classes=classes)
         )
     return out
@@ -777,7 +790,12 @@ def _ranked(
 
 def render_html(report: dict[str, Any]) -> str:
     """The report as one self-contained HTML page."""
-    t = report["tables"]
+    t = {
+        name: [_abroad_named(r) for r in rows]
+        if rows and "outside_national_control" in rows[0]
+        else rows
+        for name, rows in report["tables"].items()
+    }
     s = report["summary"]
     least = s["min_to_rank"]
     overall = [r for r in t["delay_attribution"] if r["scope"] == "all"]
@@ -798,7 +816,6 @@ def render_html(report: dict[str, Any]) -> str:
     prescribed = [r for r in t["risk_register"] if r["prescribed"]]
     for_days_past = [{**r, "days_past": -r["days_to_prescription"]} for r in prescribed]
     at_risk = [r for r in t["risk_register"] if not r["prescribed"]]
-    overdue = [{**r, "due_shown": _when(r["due_local"], r["timezone"])} for r in t["overdue_now"]]
     execution = [{**r, "kind": KIND_WORDS.get(r["kind"], r["kind"])} for r in t["execution"]]
     sections = [
         _section(
@@ -914,17 +931,18 @@ def render_html(report: dict[str, Any]) -> str:
             "clock not stopped, with business days late on the holder's calendar; the due "
             "instant is shown in the holder's local time.</p>",
             _table(
-                overdue,
+                t["overdue_now"],
                 [
                     ("reference", "Reference"),
                     ("hop", "Hop"),
                     ("step", "Step"),
                     *AUTHORITY,
-                    ("due_shown", "Due (holder's local time)"),
+                    ("due_local", "Due (holder's local time)"),
                     ("days_late", "Business days late"),
                 ],
                 limit=50,
                 name="overdue_now",
+                shown={"due_local": lambda r: _when(r["due_local"], r["timezone"])},
             ),
         ),
         _section(
@@ -1022,8 +1040,8 @@ def render_html(report: dict[str, Any]) -> str:
             "rework",
             "Rework",
             "Per authority, the closed hops it returned or reassigned over all its closed hops "
-            f"(ranked only with at least {least}), and the hops that did a step of a case again "
-            "with their business days on the holder's calendar; then the returns and "
+            f"(ranked only with at least {least} closed hops), and the hops that did a step of a "
+            "case again with their business days on the holder's calendar; then the returns and "
             "reassignments by delay cause.",
             _ranked(
                 t["rework_by_authority"],

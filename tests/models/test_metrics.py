@@ -81,6 +81,7 @@ def test_clock_stops_count_business_and_calendar_days(audited):
             "country": "SV",
             "authority": "csj",
             "authority_name": "Corte Suprema de Justicia",
+            "outside_national_control": False,
             "hops_stopped": 1,
             "stops": 1,
             "running_now": 0,
@@ -405,9 +406,15 @@ def test_foreign_hops_are_told_apart_per_counterpart(ledger, routings):
             "overdue_now": 1,
         },
     ]
-    # The national authorities' figures hold none of that time.
-    national = [r for r in metrics.dwell_by_authority(data=data) if r["authority"] != "abroad"]
-    assert max(r["cd_max"] for r in national) == 1
+    # Where the foreign state stands among the authorities, it is marked as not national.
+    marked = {
+        r["authority"]: r["outside_national_control"]
+        for table in (metrics.dwell_by_authority, metrics.breaches_by_authority)
+        for r in table(data=data)
+    }
+    assert marked == {"fgr": False, "csj": False, "mjsp": False, "rree": False, "abroad": True}
+    (overdue,) = metrics.overdue_now(data=data)
+    assert (overdue["authority"], overdue["outside_national_control"]) == ("abroad", True)
 
 
 def test_a_rate_is_ranked_only_over_enough_observations(audited):

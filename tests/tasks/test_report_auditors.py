@@ -85,7 +85,11 @@ def test_hops_held_abroad_are_shown_per_state_outside_national_control(played):
             "overdue_now": 0,
         }
     ]
-    abroad = sections(render_html(report))["abroad"]
+    page = render_html(report)
+    dwell = sections(page)["dwell"]
+    assert "Requested or requesting state (outside national control)</td><td class=''>US" in dwell
+    assert "Fiscalía General de la República</td>" in dwell
+    abroad = sections(page)["abroad"]
     assert "outside national control" in abroad.split("</h2>")[0]
     assert ["ES", "2", "2", "2", "2", "0", "0%", "0", "0"] in table_rows(abroad)
     assert f"Too few to rank</b> (fewer than {MIN_TO_RANK} closed hops)" in abroad
