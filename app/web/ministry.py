@@ -155,6 +155,7 @@ def add_ministry_pages(app: FastAPI, pages: Pages) -> None:
             reviewed=str(form.get("reviewed", "")),
             based_on=str(form.get("based_on", "")) or None,
         )
+        service.reload_routings()
         return see_other(f"/ministry/{code}?published={done.version}")
 
 

@@ -173,7 +173,7 @@ class Pages:
             links.append(("/board", _("Escalations")))
         if visitor.has(RoleName.COORDINATOR, RoleName.MINISTRY, RoleName.AUDITOR):
             links.append(("/audit", _("Audit")))
-        if visitor.has(RoleName.MINISTRY):
+        if visitor.has(RoleName.MINISTRY, RoleName.COORDINATOR):
             links.append(("/ministry", _("Routing")))
         if visitor.has(RoleName.ADMIN):
             links.append(("/admin", _("Accounts")))
