@@ -109,6 +109,8 @@ def _answers(url: str) -> bool:
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     """`rogatory web` on a fresh ledger, for the tests of one module."""
     root = tmp_path_factory.mktemp("workspace")
+    config = root / "config"  # the ministry publishes here, never into the repository
+    shutil.copytree(Path(__file__).parents[2] / "config", config)
     url = f"sqlite:///{root / 'ledger.db'}"
     with Ledger(url, migrate=True) as ledger:
         refs = _seed(ledger)
@@ -119,6 +121,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
         "ROGATORY_DATABASE_URL": url,
         "ROGATORY_VAR": str(root),
         "ROGATORY_COOKIE_SECURE": "0",
+        "ROGATORY_CONFIG_DIR": str(config),
         "ROGATORY_BASE_URL": f"http://127.0.0.1:{port}",
         "PREFECT_API_URL": "",
     }

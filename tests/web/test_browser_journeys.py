@@ -94,3 +94,31 @@ def test_a_document_attached_on_a_case_verifies_in_the_audit(
         assert digest[:12] in tampered.stdout + tampered.stderr
     finally:
         kept.write_bytes(original)
+
+
+def test_a_ministry_fixes_a_broken_draft_at_its_line_and_publishes_it(
+    sign_in: Any, workspace: Workspace
+) -> None:
+    country_file = workspace.root / "config" / "countries" / "sv.yaml"
+    text = country_file.read_text()
+    assert "sla: 10bd" in text
+    broken = text.replace("sla: 10bd", "sla: ten business days", 1)
+    line = next(n for n, t in enumerate(broken.split("\n"), 1) if "ten business days" in t)
+    page = sign_in("ministry-sv")
+    page.goto(f"{workspace.base_url}/ministry/SV")
+    shoot(page, "ministry-routing")
+    page.get_by_role("link", name="Check and publish a draft").click()
+    page.get_by_label("Text of the country file").fill(broken)
+    page.get_by_role("button", name="Check the draft").click()
+    problems = page.get_by_role("alert")
+    expect(problems).to_contain_text(f"sv.yaml:{line}:")
+    expect(page.get_by_role("button", name="Publish")).to_have_count(0)
+
+    page.get_by_label("Text of the country file").fill(text.replace("sla: 10bd", "sla: 12bd", 1))
+    page.get_by_role("button", name="Check the draft").click()
+    expect(page.locator("body")).to_contain_text("10bd → 12bd")
+    page.get_by_label("Note for the record").fill("Constitutional review gets two more days")
+    page.get_by_role("button", name="Publish").click()
+    expect(page.get_by_role("status")).to_contain_text("Published")
+    expect(page.locator("body")).to_contain_text("ministry-sv")
+    assert "sla: 12bd" in country_file.read_text()
