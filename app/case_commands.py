@@ -22,6 +22,9 @@ from pydantic import ValidationError
 
 from app.cli import day, emit
 from models.commands import (
+    Acknowledge,
+    Assign,
+    AttachDocument,
     Command,
     Decide,
     Migrate,
@@ -30,10 +33,11 @@ from models.commands import (
     Register,
     Resubmit,
     ResumeClock,
+    Snooze,
     StopClock,
     Withdraw,
 )
-from models.errors import CommandRejected
+from models.errors import CommandRejected, RogatoryError
 from models.queries import CaseSearch
 
 Sub = Any  # argparse's private _SubParsersAction
@@ -60,6 +64,23 @@ def register(sub: Sub) -> None:
     _case(sub, Withdraw, "withdraw", "the requester no longer needs the assistance")
     _case(sub, Record, "record", "record a prescription-relevant event")
     _case(sub, Migrate, "migrate", "move a case to the routing version now in force")
+    _case(sub, Assign, "assign", "give the open hop to an officer (no --officer: release it)")
+    _case(sub, Acknowledge, "acknowledge", "the hop's escalation is seen to: no more repeats")
+    _case(sub, Snooze, "snooze", "no rung of the hop's ladder fires before a day")
+
+    a = sub.add_parser(
+        "attach",
+        help="attach a document to a case",
+        description=(AttachDocument.__doc__ or "").strip(),
+    )
+    a.add_argument("reference")
+    a.add_argument("file", type=Path)
+    a.add_argument("--filename", help="the name it is kept under (default: the file's)")
+    a.add_argument("--media-type", help="e.g. application/pdf (default: guessed from the name)")
+    command_options(
+        a, AttachDocument, skip={"reference", "sha256", "size", "filename", "media_type"}
+    )
+    a.set_defaults(handler=attach)
 
     s = sub.add_parser("status", help="a case's timeline: hops, days taken, lateness, stops")
     s.add_argument("reference")
@@ -181,6 +202,44 @@ def request_register(args: argparse.Namespace) -> int:
     from models.intake import read_request
 
     return _submit(args, Register, request=read_request(args.file))
+
+
+def attach(args: argparse.Namespace) -> int:
+    """Store the file's bytes and attach them to the case (on this machine's ledger)."""
+    import mimetypes
+
+    from app.client import LocalClient, client
+    from models.documents import MAX_DOCUMENT_BYTES
+
+    target = client(quiet=args.json)
+    if not isinstance(target, LocalClient):
+        raise RogatoryError(
+            "documents are attached on the server's own command line for now: the API takes "
+            "no uploads yet"
+        )
+    try:
+        size = args.file.stat().st_size
+        if size > MAX_DOCUMENT_BYTES:
+            raise CommandRejected(
+                f"{args.file} has {size} bytes; at most {MAX_DOCUMENT_BYTES} are accepted"
+            )
+        content = args.file.read_bytes()
+    except OSError as exc:
+        raise RogatoryError(f"cannot read {args.file}: {exc.strerror}") from None
+    filename = args.filename or args.file.name
+    media_type = args.media_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    result = target.service.attach(
+        args.reference,
+        content,
+        filename=filename,
+        media_type=media_type,
+        kind=args.kind,
+        note=args.note,
+        idempotency_key=args.idempotency_key,
+        caller=target.caller,
+    )
+    emit(args, {**asdict(result), "warnings": list(result.warnings)}, result.message)
+    return 0
 
 
 # -- queries ---------------------------------------------------------------------------------------

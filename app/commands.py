@@ -197,11 +197,16 @@ def _audit(sub: Sub) -> None:
 
 
 def audit_verify(args: argparse.Namespace) -> int:
+    from models import documents
     from models.ledger import Ledger
     from models.queries import verify_chain
 
     with Ledger() as ledger, ledger.session() as session:
-        broken = verify_chain(session=session, reference=args.reference)
+        broken: list[Any] = list(verify_chain(session=session, reference=args.reference))
+        # Each attached document's bytes must still hash to what its event recorded.
+        if documents.any_attached(session):
+            store = documents.DocumentStore(documents.documents_root(ledger.engine.url))
+            broken += documents.problems(session, store=store, reference=args.reference)
     if broken:
         emit(args, [asdict(b) for b in broken], "\n".join(f"BROKEN {b}" for b in broken))
         return 1

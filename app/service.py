@@ -16,16 +16,20 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from models import access, queries
+from pydantic import ValidationError
+
+from models import access, documents, queries, workspace
 from models.clock import Clock, clock_from_env
-from models.commands import CaseCommand, Command, Migrate, Register
+from models.commands import Assign, AttachDocument, CaseCommand, Command, Migrate, Register
+from models.documents import AttachedDocument, DocumentKind, DocumentStore
 from models.engine import Result, Routings
-from models.errors import Forbidden
-from models.identity import Caller
+from models.errors import CommandRejected, Forbidden
+from models.identity import Caller, Scope
 from models.ledger import Ledger
 from models.loader import load_all
 from models.metrics import Filters
 from models.queries import CasePage, CaseSearch, InboxItem, Timeline
+from models.workspace import BoardItem
 
 Waker = Callable[[Command, Result], None]
 """Called after a command is committed: start a new case's flow run, or wake the case's run."""
@@ -57,21 +61,79 @@ class Service:
             return self._in_force
         return self._in_force or self._pinned
 
+    def reload_routings(self) -> None:
+        """Read the routing files again on next use: a new routing was published."""
+        self._in_force = None
+
     # -- commands -------------------------------------------------------------------------------
 
     def submit(self, command: Command, caller: Caller) -> Result:
         """Run `command` for `caller`: refused (nothing written) unless their role reaches it."""
+        if isinstance(command, AttachDocument):
+            # A hash alone proves nobody holds the bytes: documents come in through `attach`.
+            raise CommandRejected(
+                "a document is attached with its content (`rogatory attach REF FILE`), "
+                "not by its hash alone"
+            )
+        return self._submit(command, caller)
+
+    def _submit(self, command: Command, caller: Caller, *, content: bytes | None = None) -> Result:
         routings = self.routings(command)
         with self.ledger.transaction() as session:
             facts = None
             if isinstance(command, CaseCommand):
                 facts = queries.case_facts(session, command.reference, routings=routings)
-            access.authorise_command(caller, command, facts)
+                if isinstance(command, Assign):
+                    officer = workspace.assigned_officer(session, command.reference)
+                    facts = replace(facts, assigned_to=officer)
+            if not _repeated_by(session, command, caller):
+                access.authorise_command(caller, command, facts)
+            if content is not None:
+                self.documents_store().put(content)
             result = command.run(
                 session=session, clock=self.clock, routings=routings, actor=caller.actor
             )
         self.waker(command, result)
         return result
+
+    def attach(
+        self,
+        reference: str,
+        content: bytes,
+        *,
+        filename: str,
+        media_type: str,
+        kind: DocumentKind | str,
+        caller: Caller,
+        note: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Result:
+        """Keep `content` in the document store and attach it to the case, on its record.
+
+        The bytes are stored only once the caller is known to reach the case; the same content
+        attached twice to one case is refused (the first attachment stands).
+        """
+        try:
+            command = AttachDocument(
+                reference=reference,
+                sha256=documents.sha256_of(content),
+                kind=kind,
+                filename=filename,
+                media_type=media_type,
+                size=len(content),
+                note=note,
+                idempotency_key=idempotency_key,
+            )
+        except ValidationError as exc:
+            reasons = [
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            ]
+            raise CommandRejected("; ".join(reasons), reasons=reasons) from None
+        return self._submit(command, caller, content=content)
+
+    def documents_store(self) -> DocumentStore:
+        return DocumentStore(documents.documents_root(self.ledger.engine.url))
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -87,6 +149,57 @@ class Service:
                 reference=reference,
                 now=self.clock.now(),
             )
+
+    def documents(self, reference: str, caller: Caller) -> list[AttachedDocument]:
+        """The documents attached to a case the caller may read."""
+        with self.ledger.session() as session:
+            facts = queries.case_facts(session, reference, routings=self.routings())
+            access.authorise_case_read(caller, facts)
+            return documents.attached(session, reference=reference)
+
+    def document(
+        self, reference: str, sha256: str, caller: Caller
+    ) -> tuple[AttachedDocument, bytes]:
+        """One document of a case the caller may read, with its bytes (checked against their
+        hash); NotFound for a document not attached to that case."""
+        with self.ledger.session() as session:
+            facts = queries.case_facts(session, reference, routings=self.routings())
+            access.authorise_case_read(caller, facts)
+            row = documents.attached_one(session, reference=reference, sha256=sha256)
+        return row, self.documents_store().read(sha256)
+
+    def my_work(self, caller: Caller) -> list[InboxItem]:
+        """The open hops assigned to the caller, of the authorities they still serve."""
+        if not caller.local:
+            caller.require_scope(Scope.READ)
+        with self.ledger.session() as session:
+            return workspace.my_work(
+                session,
+                routings=self.routings(),
+                officer=caller.name,
+                now=self.clock.now(),
+                serves=lambda country, authority: access.may_work(caller, country, authority),
+            )
+
+    def board(self, caller: Caller, country: str | None = None) -> list[BoardItem]:
+        """The escalations of the caller's countries (or of one): confidential cases only for
+        those who may see them one by one."""
+        if country is not None:
+            country = country.upper()
+            access.authorise_country_view(caller, country, "the escalation board")
+            countries: list[str] | None = [country]
+        else:
+            allowed = access.countries_in_view(caller)
+            countries = None if allowed is None else list(allowed)
+        with self.ledger.session() as session:
+            items = workspace.escalation_board(
+                session, countries=countries, now=self.clock.now(), routings=self.routings()
+            )
+        return [
+            i
+            for i in items
+            if not i.confidential or access.sees_confidential_cases(caller, i.country)
+        ]
 
     def inbox(self, country: str, authority: str, caller: Caller) -> list[InboxItem]:
         access.authorise_inbox(caller, country, authority)
@@ -185,3 +298,11 @@ class Service:
         routings = self._in_force or Routings(load_all())
         self._in_force = routings
         return routings.for_country(country.upper())
+
+
+def _repeated_by(session: Any, command: Command, caller: Caller) -> bool:
+    """Whether `caller` already ran this command (same idempotency key): a double click or a
+    retried call gets the first result (the engine replays it) even if the case has moved on
+    since, out of the caller's reach."""
+    key = command.idempotency_key
+    return key is not None and queries.actor_of_key(session, key) == caller.actor

@@ -14,12 +14,22 @@ caller's roles do allow, so the clerk knows whom to ask.
     record                          the holder's clerk or head, the coordinator
     withdraw                        the holder's head, the coordinator
     migrate                         the coordinator, the ministry
+    assign                          the holder's head, the coordinator: to any officer of the
+                                    holder, or release; the holder's clerk: claim it for
+                                    themself, or release it when it is theirs
+    attach                          the clerks and heads of the authorities on the route
+                                    (the holder's included), the coordinator
+    acknowledge, snooze             the holder's head, the coordinator
 
     reading a case                  its country's coordinator and ministry; its country's
                                     clerks, heads and auditors unless it is confidential;
                                     a confidential case, only the authorities on its route
                                     (auditors see it only in aggregates)
     an authority's inbox            its clerks and heads, the coordinator, the ministry
+    a case's documents              whoever may read the case
+    one's own work                  the hops assigned to the caller, of authorities they serve
+    a country's escalation board    the coordinator, the ministry, the country's auditors
+                                    (confidential cases only for those who see them one by one)
     a country's overdue list,       the coordinator, the ministry, the country's auditors
     reports and the event log
 
@@ -33,6 +43,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from models.commands import (
+    Acknowledge,
+    Assign,
+    AttachDocument,
     Command,
     Decide,
     Migrate,
@@ -41,6 +54,7 @@ from models.commands import (
     Register,
     Resubmit,
     ResumeClock,
+    Snooze,
     StopClock,
     Withdraw,
 )
@@ -62,6 +76,8 @@ class CaseFacts:
     """The authority holding the open hop; the last one to hold it when none is open."""
     route_holders: frozenset[str]
     """Every authority on the case's pinned route or that has held one of its hops."""
+    assigned_to: str | None = None
+    """The officer the open hop is assigned to (read for `assign` only)."""
 
 
 def _deny(caller: Caller, action: str) -> Forbidden:
@@ -100,11 +116,46 @@ def authorise_command(caller: Caller, command: Command, facts: CaseFacts | None)
         allowed = coordinator or _of_authority(caller, facts.country, holder, (RoleName.HEAD,))
     elif isinstance(command, Migrate):
         allowed = _of_country(caller, facts.country, OVERSIGHT)
+    elif isinstance(command, Assign):
+        allowed = coordinator or _of_authority(caller, facts.country, holder, (RoleName.HEAD,))
+        if not allowed and _of_authority(caller, facts.country, holder, (RoleName.CLERK,)):
+            _authorise_claim(caller, command, facts)
+            return
+    elif isinstance(command, AttachDocument):
+        allowed = coordinator or any(
+            g.role in CLERKS and g.country == facts.country and g.authority in facts.route_holders
+            for g in caller.grants
+        )
+    elif isinstance(command, Acknowledge | Snooze):
+        allowed = coordinator or _of_authority(caller, facts.country, holder, (RoleName.HEAD,))
     else:
         allowed = False
     if not allowed:
         where = f"held by {holder}" if holder else "of that country"
         raise _deny(caller, f"{command.name} on {facts.reference} ({facts.country}, {where})")
+
+
+def _authorise_claim(caller: Caller, command: Assign, facts: CaseFacts) -> None:
+    """A clerk of the holder takes a free hop for themself, or releases their own."""
+    mine = facts.assigned_to == caller.name
+    if command.officer == caller.name and (facts.assigned_to is None or mine):
+        return
+    if command.officer is None and mine:
+        return
+    if command.officer is None:
+        action = f"release {facts.reference}'s hop, assigned to {facts.assigned_to or 'nobody'}"
+    elif command.officer != caller.name:
+        action = (
+            f"assign {facts.reference}'s hop to {command.officer} (a clerk claims for themself)"
+        )
+    else:
+        action = f"claim {facts.reference}'s hop, already assigned to {facts.assigned_to}"
+    raise _deny(caller, f"{action}: ask the head of {facts.holder} or the coordinator")
+
+
+def may_work(caller: Caller, country: str, authority: str) -> bool:
+    """Whether the caller is a clerk or head of the authority (the local command line is)."""
+    return caller.local or _of_authority(caller, country, authority, CLERKS)
 
 
 def authorise_case_read(caller: Caller, facts: CaseFacts) -> None:

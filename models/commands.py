@@ -13,11 +13,12 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from models import engine
 from models.clock import Clock
+from models.documents import MAX_DOCUMENT_BYTES, DocumentKind
 from models.domain import DelayCause, Outcome, RefusalGround
 from models.engine import Result, Routings
 from models.prescription import EventKind
@@ -178,6 +179,81 @@ class Migrate(CaseCommand):
     name: ClassVar[str] = "migrate"
 
 
+Hop = Annotated[
+    int | None, Field(ge=1, description="The hop meant; refused if another is open now")
+]
+
+
+class Assign(CaseCommand):
+    """Give the open hop to an officer of its holding authority, or release it."""
+
+    name: ClassVar[str] = "assign"
+    officer: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=64,
+            description="The account that works the hop (a clerk or head of the holding "
+            "authority); empty releases it",
+        ),
+    ] = None
+    hop: Hop = None
+    note: Note | None = None
+
+
+def _plain_filename(name: str) -> str:
+    if name in (".", "..") or any(c in name for c in "/\\") or not name.isprintable():
+        raise ValueError("a file name only: no folder, no path separator, no control character")
+    return name
+
+
+class AttachDocument(CaseCommand):
+    """Attach a document, already kept in the document store under its SHA-256, to the case."""
+
+    name: ClassVar[str] = "attach"
+    sha256: Annotated[
+        str, Field(pattern=r"^[0-9a-f]{64}$", description="The content's SHA-256, lowercase hex")
+    ]
+    kind: Annotated[DocumentKind, Field(description="What the document is")]
+    filename: Annotated[
+        str,
+        Field(min_length=1, max_length=255, description="The file's name, without any folder"),
+        AfterValidator(_plain_filename),
+    ]
+    media_type: Annotated[
+        str,
+        Field(
+            max_length=100,
+            pattern=r"^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*$",
+            description="The content's media type, e.g. application/pdf",
+        ),
+    ]
+    size: Annotated[int, Field(ge=0, le=MAX_DOCUMENT_BYTES, description="Bytes")]
+    note: Note | None = None
+
+
+class Acknowledge(CaseCommand):
+    """The escalation of the open hop is seen to: the rungs fired so far repeat no more."""
+
+    name: ClassVar[str] = "acknowledge"
+    hop: Hop = None
+    note: Reason
+
+
+class Snooze(CaseCommand):
+    """No rung of the open hop's ladder fires before a day; then the ladder carries on."""
+
+    name: ClassVar[str] = "snooze"
+    until: Annotated[
+        date,
+        Field(
+            description="The first day rungs fire again (from its start, in the holder's timezone)"
+        ),
+    ]
+    reason: Reason
+    hop: Hop = None
+
+
 ENGINE_FUNCTIONS: dict[type[Command], str] = {
     Register: "register",
     Decide: "decide",
@@ -188,8 +264,23 @@ ENGINE_FUNCTIONS: dict[type[Command], str] = {
     Withdraw: "withdraw",
     Record: "record",
     Migrate: "migrate",
+    Assign: "assign",
+    AttachDocument: "attach",
+    Acknowledge: "acknowledge",
+    Snooze: "snooze",
 }
 COMMANDS: dict[str, type[Command]] = {c.name: c for c in ENGINE_FUNCTIONS}
 CaseCommandName = Literal[
-    "decide", "resubmit", "clock-stop", "clock-resume", "reassign", "withdraw", "record", "migrate"
+    "decide",
+    "resubmit",
+    "clock-stop",
+    "clock-resume",
+    "reassign",
+    "withdraw",
+    "record",
+    "migrate",
+    "assign",
+    "attach",
+    "acknowledge",
+    "snooze",
 ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from models.calendar import Calendar, Duration
@@ -208,15 +208,36 @@ def next_rung_at(rungs: list[dict[str, Any]], calendar: Calendar) -> datetime | 
 
 
 def rung_due(rung: dict[str, Any], occurrence: int, calendar: Calendar) -> int | None:
-    """When a rung's `occurrence` (0 is the first firing) is due, in epoch seconds; None: never."""
+    """When a rung's `occurrence` (0 is the first firing) is due, in epoch seconds; None: never.
+
+    A rung acknowledged after `k` firings (`"acknowledged": k`) fires no occurrence from the
+    k-th on: its escalation is seen to.
+    """
     at: int = rung["at"]
     if occurrence == 0:
         return at
-    if not rung["repeat"]:
+    if not rung["repeat"] or silenced(rung, occurrence):
         return None
     step = Duration.parse(rung["repeat"])
     for _ in range(occurrence):
         at = calendar.add_ts(at, step)
+    return at
+
+
+def silenced(rung: dict[str, Any], occurrence: int) -> bool:
+    """Whether an acknowledgement stopped the rung before its `occurrence`."""
+    acknowledged = rung.get("acknowledged")
+    return acknowledged is not None and occurrence >= acknowledged
+
+
+def hop_next_rung_at(hop: Hop, calendar: Calendar) -> datetime | None:
+    """Where the sweep should next look at `hop`: its next rung, not before its snooze ends;
+    None while its clock is stopped or once it is closed."""
+    if hop.closed_at is not None or hop.stopped_since is not None:
+        return None
+    at = next_rung_at(hop.rungs, calendar)
+    if at is not None and hop.snoozed_until is not None and at < hop.snoozed_until:
+        return hop.snoozed_until
     return at
 
 
@@ -865,7 +886,7 @@ def resume_clock(
         ]
     step.stopped_bd += calendar.business_days_between(step.stopped_since, at)
     step.stopped_since = None
-    step.next_rung_at = next_rung_at(step.rungs, calendar)
+    step.next_rung_at = hop_next_rung_at(step, calendar)
     store.touch(step)
     main = store.append(
         case,
@@ -1172,6 +1193,337 @@ def migrate(
         case.status,
         f"{reference}: moved from routing {old} to {target.version}",
     )
+
+
+# -- the workspace: who works a hop, its documents, its escalation --------------------------------
+
+
+def _require_officer(session: Session, officer: str, *, country: str, authority: str) -> None:
+    """Refuse an officer who is not an active clerk or head of `authority`."""
+    from models.identity import Account, RoleGrant, RoleName
+
+    found = session.execute(
+        select(Account.active, RoleGrant.role)
+        .outerjoin(
+            RoleGrant,
+            (RoleGrant.account_id == Account.id)
+            & (RoleGrant.country == country)
+            & (RoleGrant.authority == authority)
+            & RoleGrant.role.in_([RoleName.CLERK.value, RoleName.HEAD.value]),
+        )
+        .where(Account.name == officer)
+    ).all()
+    if not found:
+        raise CommandRejected(f"no account {officer!r}: assign the hop to an existing account")
+    if not found[0].active:
+        raise CommandRejected(f"account {officer!r} is closed: assign the hop to someone else")
+    if all(row.role is None for row in found):
+        raise CommandRejected(
+            f"{officer!r} is not a clerk or head of {country}/{authority}, which holds the hop: "
+            "assign it to one of that authority's officers"
+        )
+
+
+def assign(
+    *,
+    session: Session,
+    clock: Clock,
+    routings: Routings,
+    reference: str,
+    seq: int | None = None,
+    officer: str | None = None,
+    hop: int | None = None,
+    note: str | None = None,
+    actor: str = SYSTEM,
+    idempotency_key: str | None = None,
+) -> Result:
+    """Give the open hop to an officer of the authority holding it (None: release it)."""
+    store = CaseStore.of(session)
+    digest = _digest(
+        idempotency_key, cmd="assign", ref=reference, officer=officer, hop=hop, note=note
+    )
+    replay = _replay(store, idempotency_key, digest)
+    if replay is not None:
+        return replay
+    case = store.case(reference)
+    _check_seq(case, seq)
+    step = _current(case, hop)
+    previous = step.assigned_to
+    if officer == previous:
+        raise CommandRejected(
+            f"{reference}: hop {step.hop} is already assigned to {officer}"
+            if officer
+            else f"{reference}: hop {step.hop} is assigned to nobody: nothing to release"
+        )
+    if officer is not None:
+        _require_officer(session, officer, country=case.country, authority=step.holder)
+    now = clock.now()
+    step.assigned_to = officer
+    store.touch(step)
+    main = store.append(
+        case,
+        kind="hop_assigned",
+        actor=actor,
+        payload={
+            "command": digest,
+            "hop": step.hop,
+            "holder": step.holder,
+            "officer": officer,
+            "previous": previous,
+            "note": note,
+        },
+        occurred_at=now,
+        recorded_at=now,
+        idempotency_key=idempotency_key,
+    )
+    store.command_done()
+    said = f"assigned to {officer}" if officer else f"released (it was {previous}'s)"
+    return Result(
+        reference,
+        main,
+        step.hop,
+        case.status,
+        f"{reference}: hop {step.hop} at {step.holder} {said}",
+    )
+
+
+def attach(
+    *,
+    session: Session,
+    clock: Clock,
+    routings: Routings,
+    reference: str,
+    seq: int | None = None,
+    sha256: str,
+    kind: str,
+    filename: str,
+    media_type: str,
+    size: int,
+    note: str | None = None,
+    actor: str = SYSTEM,
+    idempotency_key: str | None = None,
+) -> Result:
+    """Attach a document, kept in the document store under `sha256`, to the case's record.
+
+    The same content attached twice to one case is refused, naming the first attachment.
+    """
+    from models.documents import MAX_DOCUMENT_BYTES, SHA256, DocumentKind
+
+    store = CaseStore.of(session)
+    digest = _digest(
+        idempotency_key,
+        cmd="attach",
+        ref=reference,
+        sha256=sha256,
+        kind=str(kind),
+        filename=filename,
+        media_type=media_type,
+        size=size,
+        note=note,
+    )
+    replay = _replay(store, idempotency_key, digest)
+    if replay is not None:
+        return replay
+    if not SHA256.match(sha256):
+        raise CommandRejected(f"{sha256!r} is not a SHA-256 (64 lowercase hexadecimal digits)")
+    code = _code(DocumentKind, kind, "document kind")
+    if not 0 <= size <= MAX_DOCUMENT_BYTES:
+        raise CommandRejected(f"a document has at most {MAX_DOCUMENT_BYTES} bytes, not {size}")
+    case = store.case(reference)
+    _check_seq(case, seq)
+    earlier = store.attached(case, sha256)
+    if earlier is not None:
+        raise CommandRejected(
+            f"{reference}: this content is already attached, as {earlier[1]!r} (event "
+            f"{earlier[0]}): nothing attached twice",
+            reference=reference,
+        )
+    now = clock.now()
+    main = store.append(
+        case,
+        kind="document_attached",
+        actor=actor,
+        payload={
+            "command": digest,
+            "sha256": sha256,
+            "kind": code.value,
+            "filename": filename,
+            "media_type": media_type,
+            "size": size,
+            "note": note,
+        },
+        occurred_at=now,
+        recorded_at=now,
+        idempotency_key=idempotency_key,
+    )
+    store.attach_document(
+        {
+            "request_id": case.id,
+            "sha256": sha256,
+            "kind": code.value,
+            "filename": filename,
+            "media_type": media_type,
+            "size": size,
+            "seq": main,
+            "actor": actor,
+            "recorded_at": now,
+        }
+    )
+    store.command_done()
+    return Result(
+        reference,
+        main,
+        case.current_hop,
+        case.status,
+        f"{reference}: {code.value} {filename!r} attached ({size} bytes, sha256 {sha256[:12]}…)",
+    )
+
+
+def acknowledge(
+    *,
+    session: Session,
+    clock: Clock,
+    routings: Routings,
+    reference: str,
+    seq: int | None = None,
+    note: str,
+    hop: int | None = None,
+    actor: str = SYSTEM,
+    idempotency_key: str | None = None,
+) -> Result:
+    """The escalation of the open hop is seen to: the rungs fired so far repeat no more, the
+    rungs not reached yet still fire when due."""
+    store = CaseStore.of(session)
+    digest = _digest(idempotency_key, cmd="acknowledge", ref=reference, note=note, hop=hop)
+    replay = _replay(store, idempotency_key, digest)
+    if replay is not None:
+        return replay
+    if not note.strip():
+        raise CommandRejected("acknowledging an escalation needs --note (what is being done)")
+    case = store.case(reference)
+    _check_seq(case, seq)
+    step = _current(case, hop)
+    fired = [r for r in step.rungs if r["fired"] > 0]
+    if not fired:
+        raise CommandRejected(
+            f"{reference}: no rung of hop {step.hop}'s ladder has fired yet: nothing to acknowledge"
+        )
+    fresh = [r for r in fired if r.get("acknowledged") is None]
+    if not fresh:
+        raise CommandRejected(
+            f"{reference}: hop {step.hop}'s escalation was acknowledged by {step.acknowledged_by} "
+            f"and no rung has fired since: nothing new to acknowledge"
+        )
+    routing = routings.pinned(session, case.routing_version)
+    now = clock.now()
+    step.rungs = [{**r, "acknowledged": r["fired"]} if r in fresh else r for r in step.rungs]
+    step.acknowledged_at = now
+    step.acknowledged_by = actor
+    step.next_rung_at = hop_next_rung_at(step, routing.calendar(step.holder))
+    store.touch(step)
+    main = store.append(
+        case,
+        kind="escalation_acknowledged",
+        actor=actor,
+        payload={
+            "command": digest,
+            "hop": step.hop,
+            "rungs": [r["n"] for r in fresh],
+            "note": note,
+        },
+        occurred_at=now,
+        recorded_at=now,
+        idempotency_key=idempotency_key,
+    )
+    store.command_done()
+    highest = max(fresh, key=lambda r: r["n"])
+    return Result(
+        reference,
+        main,
+        step.hop,
+        case.status,
+        f"{reference}: hop {step.hop}'s {highest['kind']} acknowledged; the rungs fired so far "
+        "repeat no more",
+    )
+
+
+def snooze(
+    *,
+    session: Session,
+    clock: Clock,
+    routings: Routings,
+    reference: str,
+    seq: int | None = None,
+    until: date,
+    reason: str,
+    hop: int | None = None,
+    actor: str = SYSTEM,
+    idempotency_key: str | None = None,
+) -> Result:
+    """No rung of the open hop fires before the start of `until` where its holder sits."""
+    store = CaseStore.of(session)
+    digest = _digest(
+        idempotency_key,
+        cmd="snooze",
+        ref=reference,
+        until=until.isoformat(),
+        reason=reason,
+        hop=hop,
+    )
+    replay = _replay(store, idempotency_key, digest)
+    if replay is not None:
+        return replay
+    if not reason.strip():
+        raise CommandRejected("snoozing an escalation needs --reason")
+    case = store.case(reference)
+    _check_seq(case, seq)
+    step = _current(case, hop)
+    routing = routings.pinned(session, case.routing_version)
+    calendar = routing.calendar(step.holder)
+    now = clock.now()
+    start = snooze_start(until, calendar)
+    if start <= now:
+        raise CommandRejected(
+            f"--until {until} is not in the future where {step.holder} sits (it is "
+            f"{calendar.local_date(now)} in {calendar.timezone}): snooze until a later day"
+        )
+    if case.prescription_date is not None and until > case.prescription_date:
+        raise CommandRejected(
+            f"--until {until} is after the case's prescription date {case.prescription_date}: "
+            "a snooze may not hide a case past its prescription"
+        )
+    step.snoozed_until = start
+    step.next_rung_at = hop_next_rung_at(step, calendar)
+    store.touch(step)
+    main = store.append(
+        case,
+        kind="escalation_snoozed",
+        actor=actor,
+        payload={
+            "command": digest,
+            "hop": step.hop,
+            "until": until.isoformat(),
+            "from": start.isoformat(),
+            "reason": reason,
+        },
+        occurred_at=now,
+        recorded_at=now,
+        idempotency_key=idempotency_key,
+    )
+    store.command_done()
+    return Result(
+        reference,
+        main,
+        step.hop,
+        case.status,
+        f"{reference}: hop {step.hop}'s ladder snoozed until {until} "
+        f"(from {start:%Y-%m-%d %H:%M} {calendar.timezone})",
+    )
+
+
+def snooze_start(until: date, calendar: Calendar) -> datetime:
+    """The instant a snooze `until` a day ends: that day's start where the holder sits."""
+    return datetime.combine(until, time(0), calendar.tz)
 
 
 def batch(session: Session) -> Any:

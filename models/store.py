@@ -19,7 +19,7 @@ from functools import lru_cache
 from operator import attrgetter, itemgetter
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Date, Select, bindparam, select, update
+from sqlalchemy import JSON, Date, Select, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,7 @@ from models.config import ROUTING_FIELDS
 from models.errors import Conflict, NotFound
 from models.ledger import (
     GENESIS,
+    Document,
     Event,
     ReferenceCounter,
     Request,
@@ -68,6 +69,10 @@ class Hop:
     target: str | None = None
     ground: str | None = None
     cause: str | None = None
+    assigned_to: str | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    snoozed_until: datetime | None = None
 
 
 _HOP_FIELDS = [f.name for f in fields(Hop)]
@@ -83,6 +88,10 @@ _HOP_CHANGING = [
     "ground",
     "cause",
     "step_index",
+    "assigned_to",
+    "acknowledged_at",
+    "acknowledged_by",
+    "snoozed_until",
 ]
 
 
@@ -178,6 +187,8 @@ class CaseStore:
     batching: int = 0
     notices: list[tuple[Notice, datetime]] = field(default_factory=list)
     """Notices owed by this transaction's commands (a hop opened), recorded with its writes."""
+    documents: list[dict[str, Any]] = field(default_factory=list)
+    """Rows of the `documents` projection owed by this transaction's commands."""
 
     @classmethod
     def of(cls, session: Session) -> CaseStore:
@@ -258,6 +269,18 @@ class CaseStore:
                 if e["request_id"] == case.id and e["kind"] == "prescription_event"
             ]
         return case.prescription_events
+
+    def attached(self, case: Case, sha256: str) -> tuple[int, str] | None:
+        """The event sequence and file name under which `sha256` is attached to the case."""
+        for row in self.documents:
+            if row["request_id"] == case.id and row["sha256"] == sha256:
+                return row["seq"], row["filename"]
+        found = self.session.execute(
+            select(Document.seq, Document.filename).where(
+                Document.request_id == case.id, Document.sha256 == sha256
+            )
+        ).first()
+        return None if found is None else (found.seq, found.filename)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -351,6 +374,10 @@ class CaseStore:
         case.current_hop = hop.hop
         case.hop_count = hop.hop
         case.status = "open"
+
+    def attach_document(self, values: dict[str, Any]) -> None:
+        """A `documents` row, written with the event that attaches it."""
+        self.documents.append(values)
 
     def touch(self, hop: Hop) -> None:
         key = (hop.request_id, hop.hop)
@@ -446,6 +473,8 @@ class CaseStore:
             bulk.run(connection, "update_steps", map(_HOP_UPDATE, self.changed_hops.values()))
         if self.events:
             bulk.run(connection, "insert_events", map(_EVENT_ROW, self.events))
+        if self.documents:
+            connection.execute(insert(Document), self.documents)
         if self.changed_cases:
             count = bulk.run(
                 connection, "update_cases", map(_CASE_UPDATE, self.changed_cases.values())
@@ -472,6 +501,7 @@ class CaseStore:
         for now in sorted({at for _, at in self.notices}):
             deliveries.record(connection, [n for n, at in self.notices if at == now], now=now)
         self.notices.clear()
+        self.documents.clear()
         self.events.clear()
         self.new_cases.clear()
         self.new_hops.clear()

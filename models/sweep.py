@@ -25,7 +25,7 @@ from models import deliveries
 from models.calendar import Calendar, Duration
 from models.deliveries import Binder
 from models.domain import Role
-from models.engine import Routings, rung_due
+from models.engine import Routings, rung_due, silenced
 from models.ledger import Request, Step
 from models.loader import Routing
 from models.notices import HopState, Notice, hop_notice, role_tags, slack_notice, worded_kind
@@ -108,6 +108,8 @@ def find_due_hops(*, connection: Connection, now: datetime, limit: int) -> Seque
             _raw(Step.due_at),
             _raw(Step.opened_at),
             _raw(Step.next_rung_at),
+            _raw(Step.acknowledged_at),
+            _raw(Step.snoozed_until),
             Request.reference,
             Request.country,
             Request.routing_version,
@@ -162,17 +164,29 @@ def sweep_rungs(
             moot += due[:-1]
             kept[row.id] = due[-1].key
         # Compare-and-set on the pointer as read (raw, so it matches exactly): a concurrent
-        # sweep that moved the hop first wins, and this one's deliveries are duplicates.
-        moves.append((bind.json(rungs), bind.instant(following), row.id, row.next_rung_at))
+        # sweep that moved the hop first wins, and this one's deliveries are duplicates. An
+        # acknowledgement or a snooze recorded meanwhile wins too: its ladder is the newer.
+        moves.append(
+            (
+                bind.json(rungs),
+                bind.instant(following),
+                row.id,
+                row.next_rung_at,
+                row.acknowledged_at,
+                row.snoozed_until,
+            )
+        )
     superseded = deliveries.supersede_lower_rungs(connection, kept)
     superseded += deliveries.record(
         connection, moot, now=now, status="superseded", why="a higher rung was due at once"
     )
     created = deliveries.record(connection, notices, now=now)
     if moves:
+        same = "IS" if bind.sqlite else "IS NOT DISTINCT FROM"
         connection.exec_driver_sql(
             f"UPDATE steps SET rungs = {bind.mark}, next_rung_at = {bind.mark} "
-            f"WHERE id = {bind.mark} AND next_rung_at = {bind.mark}",
+            f"WHERE id = {bind.mark} AND next_rung_at = {bind.mark} "
+            f"AND acknowledged_at {same} {bind.mark} AND snoozed_until {same} {bind.mark}",
             moves,
         )
     return SweepResult(len(rows), created, len(notices) - created, superseded, failures, worked)
@@ -204,6 +218,10 @@ def _due_rungs(
         late_unit=unit,
     )
     rungs = _rungs(row.rungs)
+    if row.snoozed_until is not None and _instant(row.snoozed_until) > now:
+        # Snoozed: nothing fires before the snooze ends (the engine points the hop there, so
+        # this is seen only when a pointer was set by an older view of the hop).
+        return [], _instant(row.snoozed_until), rungs
     pending: list[int] = []
     due: list[tuple[int, int, Notice]] = []
     for rung in rungs:
@@ -260,8 +278,9 @@ def lateness(calendar: Calendar, due_at: datetime, at: datetime, unit: str) -> i
 
 
 def _following(rung: dict[str, Any], at: int, calendar: Calendar) -> int | None:
-    """The occurrence of `rung` after the one at `at` (`rung_due(rung, k + 1)` from the k-th)."""
-    if not rung["repeat"]:
+    """The occurrence of `rung` after the one at `at` (`rung_due(rung, k + 1)` from the k-th,
+    `rung["fired"]` being k + 1); None when it does not repeat or was acknowledged."""
+    if not rung["repeat"] or silenced(rung, rung["fired"]):
         return None
     return calendar.add_ts(at, _duration(rung["repeat"]))
 
