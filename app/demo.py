@@ -477,7 +477,7 @@ def _finale(folder: Path, root: Path, started: float) -> None:
     for row in [r for r in data["tables"]["delay_attribution"] if r["scope"] == "all"][:5]:
         print(f"    {row['share']:>6.1%}  {row['country']}  {row['authority_name']}")
     print("  open cases most at risk of prescription (not yet prescribed):")
-    risky = [r for r in data["tables"]["risk_register"] if (r["days_to_prescription"] or 0) >= 0]
+    risky = [r for r in data["tables"]["risk_register"] if not r.get("prescribed")]
     for row in risky[:5]:
         print(
             f"    {row['reference']:<16} risk {row['risk']:>4.0%}  prescribes "

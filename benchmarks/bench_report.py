@@ -324,7 +324,9 @@ def _flush(
     events: list[tuple[Any, ...]],
 ) -> None:
     marks = ", ".join("?" * len(_REQUEST_COLUMNS.split(",")))
-    conn.executemany(f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES ({marks})", requests)
+    conn.executemany(  # no simulated case is confidential
+        f"INSERT INTO requests ({_REQUEST_COLUMNS}, confidential) VALUES ({marks}, 0)", requests
+    )
     marks = ", ".join("?" * len(_STEP_COLUMNS.split(",")))
     conn.executemany(f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES ({marks})", steps)
     stamped = [
