@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from app.api import create_app
@@ -21,6 +22,8 @@ from models import identity
 from models.clock import FixedClock
 from models.identity import Account, ApiToken, Grant, RoleGrant, RoleName, SecurityEvent
 from models.ledger import Ledger
+from tests.web.conftest import Workspace
+from tests.web.test_browser_clerk import _serious_violations
 
 PASSWORD = "a long enough passphrase"
 NOW = datetime(2026, 11, 2, 15, tzinfo=UTC)
@@ -368,3 +371,52 @@ def test_an_admin_page_asks_to_sign_in_first(site: Site) -> None:
 
     assert answer.status_code == 303
     assert answer.headers["location"] == "/login?next=%2Fadmin"
+
+
+# -- in a real browser --------------------------------------------------------------------------
+
+
+def test_an_admin_creates_an_account_and_issues_its_token_in_the_browser(
+    sign_in: Any, workspace: Workspace
+) -> None:
+    page = sign_in("admin")
+    expect(page.get_by_role("heading", name="Accounts", level=1)).to_be_visible()
+    page.get_by_label("Account name").fill("clerk-new")
+    page.get_by_label("Password").fill("too short")
+    page.get_by_role("combobox", name="Role").select_option("clerk")
+    page.get_by_label("Country").fill("SV")
+    page.get_by_label("Authority").fill("csj")
+    page.get_by_role("button", name="Create the account").click()
+
+    expect(page.get_by_role("alert")).to_contain_text("at least 12 characters")
+    expect(page.get_by_label("Account name")).to_have_value("clerk-new")
+    expect(page.get_by_label("Authority")).to_have_value("csj")
+    page.get_by_label("Password").fill("a much longer passphrase")
+    page.get_by_role("button", name="Create the account").click()
+
+    expect(page.get_by_role("heading", name="Account clerk-new")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("The account was created.")
+    page.get_by_label("Label").fill("laptop")
+    page.get_by_role("button", name="Issue the token").click()
+    secret = page.get_by_label("Secret").input_value()
+    assert SECRET.fullmatch(secret)
+    page.reload()
+    expect(page.get_by_label("Secret")).to_have_count(0)
+    expect(page.locator("main")).not_to_contain_text(secret)
+
+
+def test_the_admin_pages_pass_axe_and_fit_a_small_screen(
+    sign_in: Any, workspace: Workspace, browser: Any
+) -> None:
+    page = browser.new_context(bypass_csp=True).new_page()  # axe is injected inline
+    sign_in("admin", page)
+    problems = {}
+    for path in ("/admin", "/admin/accounts/clerk-fgr"):
+        for width in (1280, 360):
+            page.set_viewport_size({"width": width, "height": 800})
+            response = page.goto(workspace.base_url + path)
+            assert response is not None and response.ok
+            problems[f"{path} @{width}"] = _serious_violations(page)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} is {overflow}px wider than a 360 px screen"
+    assert not {k: v for k, v in problems.items() if v}

@@ -18,6 +18,7 @@ from xml.etree import ElementTree
 
 import pytest
 from fastapi.testclient import TestClient
+from playwright.sync_api import expect
 
 from app.api import create_app
 from app.service import Service
@@ -28,6 +29,8 @@ from models.identity import Caller, Grant, RoleName
 from models.ledger import Ledger
 from models.metrics import Filters
 from tests.samples import intake
+from tests.web.conftest import Workspace
+from tests.web.test_browser_clerk import _serious_violations
 
 PASSWORD = "a long enough passphrase"
 NOW = datetime(2026, 11, 2, 15, tzinfo=UTC)
@@ -282,3 +285,45 @@ def test_an_as_of_day_in_the_past_means_the_end_of_that_day() -> None:
     asked = AuditQuery(as_of=date(2026, 10, 1))
 
     assert asked.instant(NOW) == datetime(2026, 10, 1, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+# -- in a real browser --------------------------------------------------------------------------
+
+
+def _tile_in(page: Any, label: str) -> Any:
+    return page.locator("dl.tiles > div").filter(has=page.get_by_text(label, exact=True))
+
+
+def test_an_auditor_narrows_the_report_in_the_browser_and_sees_no_confidential_case(
+    sign_in: Any, workspace: Workspace
+) -> None:
+    page = sign_in("auditor-sv")
+    page.goto(workspace.base_url + "/audit")
+    expect(page.get_by_role("heading", name="Audit report", level=1)).to_be_visible()
+    expect(_tile_in(page, "Cases").locator("dd")).to_have_text("4")
+    for sealed in ("confidential", "sealed"):
+        expect(page.locator("main")).not_to_contain_text(workspace.refs[sealed])
+
+    page.get_by_label("Counterparts").fill("US")
+    page.get_by_role("button", name="Show the report").click()
+
+    expect(_tile_in(page, "Cases").locator("dd")).to_have_text("1")
+    expect(page.get_by_role("link", name="Report as data (JSON)")).to_have_attribute(
+        "href", "/audit/download.json?counterpart=US"
+    )
+
+
+def test_the_dashboard_passes_axe_and_fits_a_small_screen(
+    sign_in: Any, workspace: Workspace, browser: Any
+) -> None:
+    page = browser.new_context(bypass_csp=True).new_page()  # axe is injected inline
+    sign_in("auditor-sv", page)
+    problems = {}
+    for width in (1280, 360):
+        page.set_viewport_size({"width": width, "height": 800})
+        response = page.goto(workspace.base_url + "/audit")
+        assert response is not None and response.ok
+        problems[width] = _serious_violations(page)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"/audit is {overflow}px wider than a 360 px screen"
+    assert not {k: v for k, v in problems.items() if v}
