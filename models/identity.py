@@ -258,6 +258,8 @@ def add_grant(
     session: Session, *, account: Account, grant: Grant, now: datetime, actor: str
 ) -> None:
     check_grant(grant)
+    if grant in grants_of(session, account.id):
+        raise AccountError(f"{account.name} already holds the role {grant}")
     session.add(
         RoleGrant(
             account_id=account.id,

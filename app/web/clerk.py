@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Form, Query, Request
 from fastapi.responses import Response
@@ -308,11 +308,12 @@ def add_clerk_pages(app: FastAPI, pages: Pages) -> None:
         counterpart: str = "",
         kind: str = "",
         direction: str = "",
-        since: date | None = None,
-        until: date | None = None,
+        since: str = "",
+        until: str = "",
         page: Annotated[int, Query(ge=1)] = 1,
     ) -> Response:
         visitor = pages.visitor(request)
+        registered_since, registered_until = _day_or_none(since), _day_or_none(until)
         asked = {
             "reference": reference.strip().upper(),
             "country": country.strip().upper(),
@@ -325,20 +326,20 @@ def add_clerk_pages(app: FastAPI, pages: Pages) -> None:
         found = service.search(
             CaseSearch(
                 **{k: v or None for k, v in asked.items()},
-                registered_since=since,
-                registered_until=until,
+                registered_since=registered_since,
+                registered_until=registered_until,
             ),
             visitor.caller,
             page=page,
             size=PAGE_SIZE,
         )
-        query = "&".join(f"{k}={v}" for k, v in asked.items() if v)
+        query = urlencode({k: v for k, v in {**asked, "since": since, "until": until}.items() if v})
         return pages.render(
             request,
             "search.html",
             visitor=visitor,
             found=found,
-            asked={**asked, "since": since or "", "until": until or ""},
+            asked={**asked, "since": registered_since or "", "until": registered_until or ""},
             query=query,
             pages_count=max(1, -(-found.total // PAGE_SIZE)),
         )
@@ -459,6 +460,16 @@ def _filter(
         return True
 
     return [i for i in items if keep(i)]
+
+
+def _day_or_none(text: str) -> date | None:
+    """A date field of a GET form: empty is no filter; anything else must be a day."""
+    if not text.strip():
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise CommandRejected(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _int(value: Any) -> int | None:
