@@ -649,7 +649,9 @@ def _load(
     late_after_s: int,
 ) -> AuditData:
     conn, dialect = reader.conn, reader.dialect
-    where = case_conditions(filters)
+    # As of `now`: a case registered later did not exist yet (a report as of a past day must
+    # not count it, nor its hops that open in its future).
+    where = [*case_conditions(filters), Request.registered_at <= now]
     versions = conn.execute(select(RoutingVersion.version)).scalars().all()
     pinned: dict[str, Routing] = {}
     unreadable: dict[str, str] = {}

@@ -466,7 +466,8 @@ def positions(*, data: AuditData) -> list[Position]:
             ahead_of.append(ahead)
         path_of_group[g] = path_ids[ahead]
     # Then the open hop's own holder and days spent, or the wait on the requester.
-    elapsed = np.where(waiting, 0, hops.calendar_days[at])
+    # A hop opened after `now` (a report as of a past day) has spent no day yet.
+    elapsed = np.where(waiting, 0, np.maximum(hops.calendar_days[at], 0))
     holder = np.where(waiting, -1, hops.holder.codes[at])
     country = cases.country.codes[oc]
     group, first = combine(
