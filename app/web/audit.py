@@ -4,18 +4,28 @@ and the same report to download (HTML page, JSON, CSV tables zipped, XES event l
 The service restricts the report to the caller's countries and keeps confidential cases out of
 the rows of readers who may see them only in aggregates. The page draws the document's figures,
 headlines and tables itself (the report's HTML is a standalone page: it is offered as a
-download). Each request computes the report once, since it reads the whole scope of the ledger.
+download).
+
+A report reads the whole scope of the ledger (seconds for 200,000 cases), so the live dashboard
+serves the latest report computed for the same roles and filters while it is under
+`FRESH_FOR` old, and a staler one while a fresh one is computed in the background; the page
+says when its figures were computed. A report as of a past day, and every download, is
+computed for the request.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import tempfile
+import threading
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -32,6 +42,7 @@ from models.identity import RoleName
 from models.metrics import Filters
 from tasks.report import PERCENT_COLUMNS, render_html, render_json, write_csv
 
+log = logging.getLogger("rogatory.web")
 READERS = (RoleName.AUDITOR, RoleName.COORDINATOR, RoleName.MINISTRY)
 ROWS_SHOWN = 50
 """Rows of a table on the page; the downloads hold every row."""
@@ -67,6 +78,58 @@ SHOWN_TABLES = frozenset(
 )
 """The tables audit.html lays out with chosen columns; any other is shown with all of its own."""
 _SEVERAL = re.compile(r"[\s,;]+")
+
+
+FRESH_FOR = timedelta(minutes=5)
+
+
+class ReportCache:
+    """The latest live report per (roles, filters): fresh for `FRESH_FOR`, then served once
+    more while one background thread computes its successor."""
+
+    def __init__(self, *, fresh_for: timedelta = FRESH_FOR, size: int = 64) -> None:
+        self.fresh_for = fresh_for
+        self.size = size
+        self._reports: OrderedDict[Hashable, tuple[datetime, dict[str, Any]]] = OrderedDict()
+        self._refreshing: set[Hashable] = set()
+        self._lock = threading.Lock()
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="report")
+
+    def get(
+        self, key: Hashable, compute: Callable[[], dict[str, Any]], *, now: datetime
+    ) -> dict[str, Any]:
+        with self._lock:
+            found = self._reports.get(key)
+            if found is not None:
+                self._reports.move_to_end(key)
+        if found is None:
+            return self._store(key, compute)
+        computed_at, report = found
+        if now - computed_at >= self.fresh_for:
+            with self._lock:
+                start = key not in self._refreshing
+                self._refreshing.add(key)
+            if start:
+                self._background.submit(self._refresh, key, compute)
+        return report
+
+    def _store(self, key: Hashable, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        report = compute()
+        with self._lock:
+            self._reports[key] = (datetime.fromisoformat(report["as_of"]), report)
+            self._reports.move_to_end(key)
+            while len(self._reports) > self.size:
+                self._reports.popitem(last=False)
+        return report
+
+    def _refresh(self, key: Hashable, compute: Callable[[], dict[str, Any]]) -> None:
+        try:
+            self._store(key, compute)
+        except Exception:  # the stale report stays; the next request tries again
+            log.exception("refreshing a cached audit report failed")
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
 
 
 class WrongFilter(ValueError):
@@ -213,11 +276,24 @@ def add_audit_pages(app: FastAPI, pages: Pages) -> None:
             )
         return visitor
 
-    def report_for(visitor: Visitor, asked: AuditQuery) -> dict[str, Any]:
-        report: dict[str, Any] = service.report(
-            asked.filters(), visitor.caller, now=asked.instant(service.clock.now())
-        )
-        return report
+    cache = ReportCache()
+
+    def report_for(visitor: Visitor, asked: AuditQuery, *, live: bool = False) -> dict[str, Any]:
+        """The report for the caller's roles and the filters; a recent one for the live page
+        (the same roles see the same report: the service hides rows by role, not by name)."""
+        now = service.clock.now()
+
+        def compute() -> dict[str, Any]:
+            report: dict[str, Any] = service.report(
+                asked.filters(), visitor.caller, now=asked.instant(service.clock.now())
+            )
+            return report
+
+        if not live or asked.as_of is not None:
+            return compute()
+        access.countries_in_view(visitor.caller)  # refuse before serving anything cached
+        key = (visitor.caller.grants, visitor.caller.scopes, asked)
+        return cache.get(key, compute, now=now)
 
     @app.get("/audit", include_in_schema=False)
     def audit(request: Request) -> Response:
@@ -226,7 +302,7 @@ def add_audit_pages(app: FastAPI, pages: Pages) -> None:
             asked = AuditQuery.read(request.query_params)
         except WrongFilter as wrong:
             return pages.error(request, 400, "Invalid input", str(wrong))
-        report = report_for(visitor, asked)
+        report = report_for(visitor, asked, live=True)
         register = report["tables"].get("risk_register", [])
         return pages.render(
             request,

@@ -7,6 +7,7 @@ import html
 import io
 import json
 import re
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from playwright.sync_api import expect
 
 from app.api import create_app
 from app.service import Service
-from app.web.audit import AuditQuery
+from app.web.audit import FRESH_FOR, AuditQuery
 from models import identity
 from models.clock import FixedClock
 from models.identity import Caller, Grant, RoleName
@@ -175,7 +176,9 @@ def test_empty_fields_of_the_filter_form_mean_no_filter(world: World) -> None:
     assert _tile(page.text, "Cases") == "3"
 
 
-def test_the_page_computes_the_report_once(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_live_page_serves_a_recent_report_and_refreshes_a_stale_one_in_the_background(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = []
     real = world.service.report
 
@@ -184,9 +187,37 @@ def test_the_page_computes_the_report_once(world: World, monkeypatch: pytest.Mon
         return real(*args, **kwargs)
 
     monkeypatch.setattr(world.service, "report", counted)
-    world.browser("auditor-sv").get("/audit?counterpart=ES")
+    browser = world.browser("auditor-sv")
+    browser.get("/audit?counterpart=FR&kind=mla")
+    assert len(calls) == 1  # computed once for the request
+    browser.get("/audit?counterpart=FR&kind=mla")
+    world.browser("auditor-sv").get("/audit?counterpart=FR&kind=mla")
+    assert len(calls) == 1  # the same roles and filters within five minutes: served again
 
-    assert len(calls) == 1
+    clock = world.service.clock
+    assert isinstance(clock, FixedClock)
+    clock.set(NOW + FRESH_FOR)
+    try:
+        stale = browser.get("/audit?counterpart=FR&kind=mla")
+        assert stale.status_code == 200
+        deadline = time.monotonic() + 30
+        while len(calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(calls) == 2  # the stale one was served while a fresh one was computed
+    finally:
+        clock.set(NOW)
+
+
+def test_a_report_as_of_a_past_day_is_computed_for_each_request(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    real = world.service.report
+    monkeypatch.setattr(world.service, "report", lambda *a, **k: calls.append(a) or real(*a, **k))
+    browser = world.browser("auditor-sv")
+    for _ in range(2):
+        browser.get("/audit?as_of=2026-10-30")
+    assert len(calls) == 2
 
 
 def test_the_json_download_is_the_report_of_the_same_filters(world: World) -> None:
