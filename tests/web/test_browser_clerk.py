@@ -1,6 +1,7 @@
 """A clerk's day in a real browser: sign in, the overdue hop first, decide it, the next authority
-sees it; another authority's confidential case stays closed; every page passes axe-core and
-fits a 360 px screen."""
+sees it; another authority's confidential case stays closed; the clerk's, the coordinator's and
+the ministry's pages pass axe-core and fit a 360 px screen (the auditor's and the admin's are
+checked in test_audit_pages.py and test_admin_pages.py)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,18 @@ def _pages_of(workspace: Workspace) -> dict[str, list[str]]:
             f"/cases/{refs['recent']}",
             "/search?country=SV",
         ],
+        "coord-sv": [
+            "/board",
+            "/board?show=all",
+            f"/cases/{refs['overdue']}",
+            f"/cases/{refs['sealed']}",
+        ],
+        "ministry-sv": [
+            "/ministry",
+            "/ministry/SV",
+            "/ministry/SV/calendar?authority=csj&year=2026",
+            "/ministry/SV/draft",
+        ],
     }
 
 
@@ -79,6 +92,8 @@ def test_every_page_passes_axe_and_fits_a_small_screen(
     page.goto(workspace.base_url + "/login")
     problems = {"/login": _serious_violations(page)}
     for account, paths in _pages_of(workspace).items():
+        page.context.close()
+        page = browser.new_context(bypass_csp=True).new_page()
         sign_in(account, page)
         for path in paths:
             for width in (1280, 360):
