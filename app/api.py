@@ -7,7 +7,11 @@
     POST   /api/cases                        register a request
     GET    /api/cases/{reference}            the case's timeline
     POST   /api/cases/{reference}/{command}  decide, clock-stop, clock-resume, resubmit,
-                                             reassign, withdraw, record, migrate
+                                             reassign, withdraw, record, migrate, assign,
+                                             acknowledge, snooze
+    POST   /api/cases/{reference}/documents  attach a document (multipart)
+    GET    /api/cases/{reference}/documents  the documents attached, and each one's bytes
+                                             at .../documents/{sha256}
     GET    /api/inbox/{country}/{authority}  an authority's open hops, overdue first
     GET    /api/overdue/{country}            a country's overdue hops
     GET    /api/report                       the audit report (JSON), for the caller's countries
@@ -32,8 +36,9 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import Depends, FastAPI, Form, Header, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -43,7 +48,8 @@ from app.client import EVENTS_HEADER
 from app.service import Service
 from models import identity
 from models.clock import Clock, clock_from_env
-from models.commands import COMMANDS, CaseCommand, Command, Register
+from models.commands import COMMANDS, AttachDocument, CaseCommand, Command, Register
+from models.documents import MAX_DOCUMENT_BYTES, AttachedDocument, DocumentKind
 from models.engine import Result
 from models.errors import (
     AccessError,
@@ -378,8 +384,49 @@ def create_app(
     def case(reference: str, me: Signed) -> Timeline:
         return service.timeline(reference, me)
 
+    @app.post("/api/cases/{reference}/documents", tags=["documents"], status_code=201)
+    async def attach(
+        reference: str,
+        me: Signed,
+        file: UploadFile,
+        kind: Annotated[DocumentKind, Form()] = DocumentKind.OTHER,
+        note: Annotated[str | None, Form(max_length=4000)] = None,
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    ) -> ResultOut:
+        """Attach a document (multipart: `file`, `kind`, `note`); its SHA-256 goes on the
+        case's record, its bytes into the document store."""
+        content = await file.read(MAX_DOCUMENT_BYTES + 1)
+        result = service.attach(
+            reference,
+            content,
+            filename=(file.filename or "document").replace("\\", "/").rsplit("/", 1)[-1],
+            media_type=file.content_type or "application/octet-stream",
+            kind=kind,
+            note=note,
+            caller=me,
+            idempotency_key=idempotency_key,
+        )
+        return ResultOut.of(result)
+
+    @app.get("/api/cases/{reference}/documents", tags=["documents"])
+    def documents(reference: str, me: Signed) -> list[AttachedDocument]:
+        return service.documents(reference, me)
+
+    @app.get("/api/cases/{reference}/documents/{sha256}", tags=["documents"])
+    def document(reference: str, sha256: str, me: Signed) -> Response:
+        found, content = service.document(reference, sha256, me)
+        return Response(
+            content,
+            media_type="application/octet-stream",
+            headers={
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(found.filename)}",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
     for command in COMMANDS.values():
-        if issubclass(command, CaseCommand):
+        # A document comes with its bytes (the route above), never by its hash alone.
+        if issubclass(command, CaseCommand) and command is not AttachDocument:
             _case_route(app, service, command, Signed)
 
     # -- views ------------------------------------------------------------------------------------

@@ -205,18 +205,13 @@ def request_register(args: argparse.Namespace) -> int:
 
 
 def attach(args: argparse.Namespace) -> int:
-    """Store the file's bytes and attach them to the case (on this machine's ledger)."""
+    """Store the file's bytes and attach them to the case (here, or through the API)."""
     import mimetypes
 
-    from app.client import LocalClient, client
+    from app.client import client
     from models.documents import MAX_DOCUMENT_BYTES
 
     target = client(quiet=args.json)
-    if not isinstance(target, LocalClient):
-        raise RogatoryError(
-            "documents are attached on the server's own command line for now: the API takes "
-            "no uploads yet"
-        )
     try:
         size = args.file.stat().st_size
         if size > MAX_DOCUMENT_BYTES:
@@ -228,7 +223,7 @@ def attach(args: argparse.Namespace) -> int:
         raise RogatoryError(f"cannot read {args.file}: {exc.strerror}") from None
     filename = args.filename or args.file.name
     media_type = args.media_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
-    result = target.service.attach(
+    result = target.attach(
         args.reference,
         content,
         filename=filename,
@@ -236,7 +231,6 @@ def attach(args: argparse.Namespace) -> int:
         kind=args.kind,
         note=args.note,
         idempotency_key=args.idempotency_key,
-        caller=target.caller,
     )
     emit(args, {**asdict(result), "warnings": list(result.warnings)}, result.message)
     return 0

@@ -39,6 +39,17 @@ EVENTS_HEADER = "X-Rogatory-Events"
 
 class Client(Protocol):
     def submit(self, command: Command) -> Result: ...
+    def attach(
+        self,
+        reference: str,
+        content: bytes,
+        *,
+        filename: str,
+        media_type: str,
+        kind: str,
+        note: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Result: ...
     def timeline(self, reference: str) -> Timeline: ...
     def inbox(self, country: str, authority: str) -> list[InboxItem]: ...
     def overdue(self, country: str) -> list[InboxItem]: ...
@@ -83,6 +94,28 @@ class LocalClient:
 
     def submit(self, command: Command) -> Result:
         return self.service.submit(command, self.caller)
+
+    def attach(
+        self,
+        reference: str,
+        content: bytes,
+        *,
+        filename: str,
+        media_type: str,
+        kind: str,
+        note: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Result:
+        return self.service.attach(
+            reference,
+            content,
+            filename=filename,
+            media_type=media_type,
+            kind=kind,
+            note=note,
+            idempotency_key=idempotency_key,
+            caller=self.caller,
+        )
 
     def timeline(self, reference: str) -> Timeline:
         return self.service.timeline(reference, self.caller)
@@ -151,6 +184,29 @@ class RemoteClient:
         else:
             raise RogatoryError(f"no API route for {command.name}")
         data = self._call("POST", path, json=body, headers=headers).json()
+        data["warnings"] = tuple(data.get("warnings", ()))
+        return Result(**data)
+
+    def attach(
+        self,
+        reference: str,
+        content: bytes,
+        *,
+        filename: str,
+        media_type: str,
+        kind: str,
+        note: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Result:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        form = {"kind": kind, **({"note": note} if note else {})}
+        data = self._call(
+            "POST",
+            f"/api/cases/{reference}/documents",
+            files={"file": (filename, content, media_type)},
+            data=form,
+            headers=headers,
+        ).json()
         data["warnings"] = tuple(data.get("warnings", ()))
         return Result(**data)
 

@@ -8,6 +8,7 @@ side has no database URL at all.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import signal
@@ -193,3 +194,31 @@ def test_the_remote_cli_exits_as_the_local_one_does_on_refusals(
     assert bad.returncode == 1 and bad.stderr.startswith("error: the API token is unknown")
     elsewhere = _cli(remote, "inbox", "GT", "minex")
     assert elsewhere.returncode == 1 and "may not read the inbox of GT/minex" in elsewhere.stderr
+
+
+def test_the_remote_cli_attaches_a_document_through_the_api_and_reads_it_back(
+    server: tuple[str, str, str], tmp_path: Path
+) -> None:
+    base, token, _ = server
+    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"})
+    ref = api.post("/api/cases", json={"request": intake()}).json()["reference"]
+    letter = tmp_path / "carta rogatoria.pdf"
+    letter.write_bytes(b"%PDF-1.4 letter rogatory, bank records of account 4242")
+
+    remote = _env(ROGATORY_API_URL=base, ROGATORY_TOKEN=token)
+    attached = _cli(remote, "attach", ref, str(letter), "--kind", "request", "--json")
+    assert attached.returncode == 0, attached.stderr
+    listed = api.get(f"/api/cases/{ref}/documents").json()
+    digest = hashlib.sha256(letter.read_bytes()).hexdigest()
+    assert [(d["filename"], d["sha256"], d["actor"]) for d in listed] == [
+        ("carta rogatoria.pdf", digest, "coord-sv")
+    ]
+    download = api.get(f"/api/cases/{ref}/documents/{digest}")
+    assert download.content == letter.read_bytes()
+    assert download.headers["content-disposition"].startswith("attachment;")
+
+    # A hash alone attaches nothing: there is no JSON route for it.
+    by_hash = api.post(f"/api/cases/{ref}/attach", json={"sha256": digest, "kind": "request"})
+    assert by_hash.status_code in (404, 405)
+    other = api.post("/api/cases", json={"request": intake()}).json()["reference"]
+    assert api.get(f"/api/cases/{other}/documents/{digest}").status_code == 404

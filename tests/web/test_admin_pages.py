@@ -22,7 +22,7 @@ from models import identity
 from models.clock import FixedClock
 from models.identity import Account, ApiToken, Grant, RoleGrant, RoleName, SecurityEvent
 from models.ledger import Ledger
-from tests.web.conftest import Workspace
+from tests.web.conftest import Workspace, shoot
 from tests.web.test_browser_clerk import _serious_violations
 
 PASSWORD = "a long enough passphrase"
@@ -381,6 +381,7 @@ def test_an_admin_creates_an_account_and_issues_its_token_in_the_browser(
 ) -> None:
     page = sign_in("admin")
     expect(page.get_by_role("heading", name="Accounts", level=1)).to_be_visible()
+    shoot(page, "admin-accounts")
     page.get_by_label("Account name").fill("clerk-new")
     page.get_by_label("Password").fill("too short")
     page.get_by_role("combobox", name="Role").select_option("clerk")

@@ -30,7 +30,7 @@ from models.identity import Caller, Grant, RoleName
 from models.ledger import Ledger
 from models.metrics import Filters
 from tests.samples import intake
-from tests.web.conftest import Workspace
+from tests.web.conftest import Workspace, shoot
 from tests.web.test_browser_clerk import _serious_violations
 
 PASSWORD = "a long enough passphrase"
@@ -331,6 +331,7 @@ def test_an_auditor_narrows_the_report_in_the_browser_and_sees_no_confidential_c
     page = sign_in("auditor-sv")
     page.goto(workspace.base_url + "/audit")
     expect(page.get_by_role("heading", name="Audit report", level=1)).to_be_visible()
+    shoot(page, "auditor-dashboard")
     expect(_tile_in(page, "Cases").locator("dd")).to_have_text("4")
     for sealed in ("confidential", "sealed"):
         expect(page.locator("main")).not_to_contain_text(workspace.refs[sealed])
