@@ -78,6 +78,14 @@ def register(sub: Sub) -> None:
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=notify_pending)
 
+    g = sub.add_parser(
+        "digest",
+        help="record today's digest for each country's coordinator (once a day), send what is owed",
+    )
+    g.add_argument("--country", help="only this country (default: every one with open cases)")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(handler=digest)
+
     pr = sub.add_parser("problems", help="cases the system could not process, and why")
     pr.add_argument("--all", action="store_true", help="also the problems since resolved")
     pr.add_argument("--json", action="store_true")
@@ -203,7 +211,10 @@ def serve_deployments(*, watch_every: timedelta, limit: int) -> None:
     deployments = [
         cast("RunnerDeployment", route_request.to_deployment(name="route-request")),
         cast(
-            "RunnerDeployment", watch_clock.to_deployment(name="watch-clock", interval=watch_every)
+            "RunnerDeployment",
+            watch_clock.to_deployment(
+                name="watch-clock", interval=watch_every, parameters={"daily_digest": True}
+            ),
         ),
         cast("RunnerDeployment", audit_report.to_deployment(name="audit-report", cron="0 6 * * 1")),
     ]
@@ -342,6 +353,23 @@ def watch(args: argparse.Namespace) -> int:
         with Ledger() as ledger:
             fixed = reconcile(ledger)
         summary.update(flows_started=fixed.started, flows_woken=fixed.woken)
+    emit(args, summary, "  ".join(f"{k}={v}" for k, v in summary.items()))
+    return 0
+
+
+def digest(args: argparse.Namespace) -> int:
+    from models.clock import clock_from_env
+    from models.ledger import Ledger
+    from tasks.digest import digest_now
+    from tasks.notify import send_pending
+
+    now = clock_from_env().now()
+    with Ledger() as ledger:
+        recorded = digest_now(
+            ledger, now=now, countries=[args.country.upper()] if args.country else None
+        )
+        sent = send_pending(ledger=ledger, now=now)
+    summary = {"digests_recorded": recorded, "sent": sent.sent, "send_failures": sent.failed}
     emit(args, summary, "  ".join(f"{k}={v}" for k, v in summary.items()))
     return 0
 

@@ -9,6 +9,7 @@ becomes apprise's notification type.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -37,6 +38,20 @@ SEVERITY: dict[str, Severity] = {
 
 
 LATE_WORDS = {"bd": "business day(s)", "d": "day(s)", "h": "hour(s)"}
+BASE_URL_VARIABLE = "ROGATORY_BASE_URL"
+"""Where people open rogatory's web pages (`https://rogatory.example.org`): alerts link there."""
+
+
+def case_link(reference: str) -> str | None:
+    """The case page's address, when the installation says where its pages are."""
+    base = os.environ.get(BASE_URL_VARIABLE, "").strip().rstrip("/")
+    return f"{base}/cases/{reference}" if base else None
+
+
+def with_link(lines: list[str], reference: str) -> str:
+    """An alert's lines, ending with the link to its case's page when there is one."""
+    link = case_link(reference)
+    return "\n".join([*lines, f"Open: {link}"] if link else lines)
 
 
 @dataclass(frozen=True)
@@ -133,7 +148,7 @@ def hop_notice(
 def hop_body(*, kind: str, state: HopState, today: date) -> str:
     """What is due, where, since when and what to do; one fact per line."""
     zone = ZoneInfo(state.timezone)
-    return "\n".join(
+    return with_link(
         [
             f"Case: {state.reference}",
             f"Hop {state.hop}: {state.step}",
@@ -143,7 +158,8 @@ def hop_body(*, kind: str, state: HopState, today: date) -> str:
             f"Days late: {state.days_late} {LATE_WORDS[state.late_unit]}",
             f"Prescription slack: {slack_text(state.prescription_date, today)}",
             f"What to do: {_ACTIONS.get(kind, _ACTIONS['overdue'])}",
-        ]
+        ],
+        state.reference,
     )
 
 
@@ -229,7 +245,7 @@ def slack_notice(
         severity="failure" if slack < 0 else "warning",
         tags=tags,
         title=f"Prescription risk: {reference} {state}",
-        body="\n".join(
+        body=with_link(
             [
                 f"Case: {reference}",
                 f"Prescription date: {prescription_date}{provisional}",
@@ -237,7 +253,8 @@ def slack_notice(
                 f"Open hop: {open_hop if open_hop else 'none (with the requester)'}",
                 "What to do: check where the request is stuck and whether a suspension or "
                 "interruption can be recorded (`rogatory record`).",
-            ]
+            ],
+            reference,
         ),
         due_at=now,
     )
@@ -265,7 +282,7 @@ def problem_notice(
         severity="failure",
         tags=tags,
         title=f"Problem: {reference} could not be processed ({stage})",
-        body="\n".join(
+        body=with_link(
             [
                 f"Case: {reference}",
                 f"Stage: {stage}",
@@ -273,7 +290,8 @@ def problem_notice(
                 "Other cases carry on; this one is retried at every sweep.",
                 "What to do: see `rogatory problems`, fix the cause (often the case's routing "
                 "version), and check the case with `rogatory status`.",
-            ]
+            ],
+            reference,
         ),
         due_at=now,
     )
@@ -298,14 +316,15 @@ def input_refused_notice(
         severity="warning",
         tags=tags,
         title=f"Not applied: a decision on {reference} typed into the Prefect form",
-        body="\n".join(
+        body=with_link(
             [
                 f"Case: {reference}",
                 f"Hop it named: {hop if hop is not None else 'none'}",
                 f"Why it was not applied: {reason[:600]}",
                 "What to do: check the case with `rogatory status` and record the decision "
                 "again if it still stands.",
-            ]
+            ],
+            reference,
         ),
         due_at=now,
     )
