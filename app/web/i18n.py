@@ -10,6 +10,7 @@ page, else the browser's Accept-Language, else English.
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -63,9 +64,15 @@ def vocabulary() -> set[str]:
     from app.web.forms import HIDDEN
     from models import domain
     from models.commands import COMMANDS
+    from models.documents import DocumentKind
+    from models.notices import Severity
     from models.prescription import EventKind
 
     words = {"open", "closed", "returned", "incoming", "outgoing", *COMMANDS}
+    words.update(typing.get_args(Severity))
+    # The ledger's event kinds, as the engine records them (`kind="decided"`, ...).
+    engine = Path(__file__).parents[2] / "models" / "engine.py"
+    words.update(k.replace("_", " ") for k in re.findall(r'kind="([a-z_]+)"', engine.read_text()))
     words.update({"Invalid input", "Internal error", *(title for *_, title in _STATUS)})
     for enum in (
         domain.Outcome,
@@ -73,6 +80,8 @@ def vocabulary() -> set[str]:
         domain.DelayCause,
         domain.Kind,
         domain.Direction,
+        domain.RungKind,
+        DocumentKind,
         EventKind,
     ):
         words.update(str(m.value).replace("_", " ") for m in enum)
