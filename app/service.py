@@ -255,7 +255,7 @@ class Service:
         with self.ledger.session() as session:
             report = build_report(
                 session=session,
-                routings=Routings({}),
+                routings=self._pinned,  # the pinned versions parsed once, not per report
                 filters=filters,
                 now=now or self.clock.now(),
                 late_after=late_after,
