@@ -139,10 +139,12 @@ def wake_flow(reference: str, *, quiet: bool = False) -> None:
             "reconciliation makes sure it does.",
         )
         return
-    from tasks.orchestration import wake_case_flow
+    from tasks.orchestration import case_run_tags, wake_case_flow
 
     try:
-        woken = wake_case_flow(view.flow_run_id, view)
+        with Ledger() as ledger, ledger.session() as session:
+            tags = case_run_tags(session=session, reference=reference)
+        woken = wake_case_flow(view.flow_run_id, view, tags=tags)
     except Exception as exc:  # the command stands; reconciliation wakes the run later
         _say(quiet, f"recorded, but its flow run could not be woken ({exc}); the watcher will")
         return
@@ -203,22 +205,41 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 def serve_deployments(*, watch_every: timedelta, limit: int) -> None:
     from prefect import serve as prefect_serve
 
+    prefect_serve(
+        *served_deployments(watch_every=watch_every), limit=limit, pause_on_shutdown=False
+    )
+
+
+def served_deployments(*, watch_every: timedelta) -> list[RunnerDeployment]:
+    """The deployments `rogatory serve` serves: prefect.yaml's, without a work pool."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
     from flows.audit_report import audit_report
     from flows.route_request import route_request
     from flows.watch_clock import watch_clock
 
+    # As in prefect.yaml: one sweep at a time (one due while another runs is dropped, the next
+    # comes minutes later), one report at a time (a second one waits its turn).
+    one_sweep = ConcurrencyLimitConfig(
+        limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+    )
     # `to_deployment` is sync here (no running event loop): Prefect types it as either.
-    deployments = [
+    return [
         cast("RunnerDeployment", route_request.to_deployment(name="route-request")),
         cast(
             "RunnerDeployment",
             watch_clock.to_deployment(
-                name="watch-clock", interval=watch_every, parameters={"daily_digest": True}
+                name="watch-clock",
+                interval=watch_every,
+                parameters={"daily_digest": True},
+                concurrency_limit=one_sweep,
             ),
         ),
-        cast("RunnerDeployment", audit_report.to_deployment(name="audit-report", cron="0 6 * * 1")),
+        cast(
+            "RunnerDeployment",
+            audit_report.to_deployment(name="audit-report", cron="0 6 * * 1", concurrency_limit=1),
+        ),
     ]
-    prefect_serve(*deployments, limit=limit, pause_on_shutdown=False)
 
 
 def start_local_server(*, port: int, home: Path) -> subprocess.Popen[bytes]:

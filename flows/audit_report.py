@@ -88,7 +88,12 @@ def announce_report(written: dict[str, Any]) -> bool:
         return send_pending(ledger=ledger, now=now, keys=[notice.key]).sent == 1
 
 
-@flow(name="audit_report", log_prints=True)
+@flow(
+    name="audit_report",
+    flow_run_name=lambda: f"audit report {clock_from_env().now():%Y-%m-%d}",
+    timeout_seconds=3600,
+    log_prints=True,
+)
 def audit_report(
     out_dir: str = "var/reports", formats: tuple[str, ...] = ("html", "json", "csv")
 ) -> dict[str, Any]:

@@ -20,7 +20,12 @@ from tasks.orchestration import reconcile_cases
 from tasks.sweep import sweep_clock
 
 
-@flow(name="watch_clock", log_prints=True)
+@flow(
+    name="watch_clock",
+    flow_run_name=lambda: f"sweep {clock_from_env().now():%Y-%m-%d %H:%M}",
+    timeout_seconds=1800,  # a hung service must not hold the one sweep slot; the next sends on
+    log_prints=True,
+)
 def watch_clock(
     slack_thresholds: tuple[int, ...] = DEFAULT_SLACK_THRESHOLDS,
     reconcile: bool = True,

@@ -18,7 +18,10 @@ from models.notices import ADMIN_TAG, AUDITORS_TAG
 
 
 def apprise_config_path() -> Path:
-    """$ROGATORY_APPRISE_CONFIG, else config/apprise.conf (apprise's TEXT config format)."""
+    """$ROGATORY_APPRISE_CONFIG, else config/apprise.conf (the offline outbox lines only).
+
+    A Prefect Secret block ($ROGATORY_APPRISE_SECRET) comes before either: tasks/notify_sources.py.
+    """
     explicit = os.environ.get("ROGATORY_APPRISE_CONFIG")
     return Path(explicit) if explicit else config_root() / "apprise.conf"
 
@@ -46,11 +49,12 @@ def outbox_config(tags: Iterable[str]) -> str:
     """
     lines = [
         "# Apprise configuration (TEXT format): `tags=URL`, one line per contact tag of",
-        "# config/countries/*.yaml. Offline default: every tag goes to the local outbox",
-        "# (var/outbox/outbox.jsonl). To reach people, put a real URL on a tag's line, e.g.",
-        "#   sv-coordination=mailto://user:pass@smtp.example.org?to=desk@example.org",
-        "# (see https://github.com/caronc/apprise/wiki). Regenerate the offline defaults with:",
-        "#   rogatory notify config > config/apprise.conf",
+        "# config/countries/*.yaml. Offline only: every tag goes to the local outbox",
+        "# (var/outbox/outbox.jsonl). Real URLs carry credentials, so they stay out of git:",
+        "# the config that reaches people lives in a Prefect Secret block",
+        "# ($ROGATORY_APPRISE_SECRET) or a file outside the checkout ($ROGATORY_APPRISE_CONFIG);",
+        "# see README.md, Notifications. Regenerate the offline defaults with:",
+        "#   rogatory notify config --print > config/apprise.conf",
     ]
     lines += [f"{tag}=outbox://local?recipient={tag}" for tag in tags]
     return "\n".join(lines) + "\n"

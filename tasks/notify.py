@@ -25,9 +25,9 @@ from apprise.decorators import notify as apprise_plugin
 from prefect import task
 
 from models import deliveries
-from models.contacts import apprise_config_path
 from models.deliveries import Outcome, Owed
 from models.ledger import Ledger
+from tasks.notify_sources import AppriseSource, apprise_source, load_source
 
 
 def outbox_dir() -> Path:
@@ -70,11 +70,8 @@ def read_outbox(folder: Path | None = None) -> list[dict[str, Any]]:
 
 
 def load_apprise(path: Path | None = None) -> apprise.Apprise:
-    config = apprise.AppriseConfig()
-    config.add(str(path or apprise_config_path()))
-    notifier = apprise.Apprise()
-    notifier.add(config)
-    return notifier
+    """Apprise with the services of the config file `path`, else of the source in force."""
+    return load_source(AppriseSource(path=path) if path else apprise_source())
 
 
 def recipient_id(service: Any) -> str:
@@ -117,7 +114,7 @@ def deliver(notifier: apprise.Apprise, owed: Owed) -> dict[str, Outcome]:
         if not found:
             outcomes[f"tag:{tag}"] = Outcome(
                 tag,
-                f"no apprise service serves tag {tag!r} in {apprise_config_path()}: "
+                f"no apprise service serves tag {tag!r} in {apprise_source()}: "
                 "add a line for it, or run `rogatory notify config`",
             )
         for service in found:

@@ -22,11 +22,12 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import resume_flow_run
 from prefect.states import Crashed
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import problems, queries
 from models.engine import Routings, attach_flow_run
-from models.ledger import Ledger
+from models.ledger import Ledger, Request
 from models.problems import Failure
 from models.queries import CaseView
 from tasks.cases import input_key
@@ -55,6 +56,7 @@ def start_case_flow(ledger: Ledger, reference: str, *, replacing: str | None = N
     """
     with ledger.session() as session:
         first = queries.first_event_hash(session, reference)
+        tags = case_run_tags(session=session, reference=reference)
     run = cast(
         FlowRun,
         run_deployment(
@@ -64,12 +66,26 @@ def start_case_flow(ledger: Ledger, reference: str, *, replacing: str | None = N
             timeout=0,
             as_subflow=False,
             idempotency_key=f"{reference}:{(first or '')[:16]}:{replacing or 'first'}",
-            tags=["case"],
+            tags=tags,
         ),
     )
     with ledger.transaction() as session:
         attach_flow_run(session=session, reference=reference, flow_run_id=str(run.id))
     return str(run.id)
+
+
+def case_run_tags(*, session: Session, reference: str) -> list[str]:
+    """A case run's tags: `case`, its country, kind and route, and who holds its open hop."""
+    row = session.execute(
+        select(Request.country, Request.kind, Request.route_id).where(
+            Request.reference == reference
+        )
+    ).one()
+    tags = ["case", f"country:{row.country}", f"kind:{row.kind}", f"route:{row.route_id}"]
+    hop = queries.open_hop(session, reference)
+    if hop is not None:  # a closed case is held by nobody
+        tags.append(f"holder:{hop.holder}")
+    return tags
 
 
 def wake_input(pause_key: str | None, view: CaseView) -> dict[str, Any]:
@@ -82,13 +98,19 @@ def wake_input(pause_key: str | None, view: CaseView) -> dict[str, Any]:
     return wake
 
 
-def wake_case_flow(run_id: str, view: CaseView) -> bool:
-    """Resume the case's run if it is suspended on an older state of the ledger."""
+def wake_case_flow(run_id: str, view: CaseView, *, tags: list[str] | None = None) -> bool:
+    """Resume the case's run if it is suspended on an older state of the ledger.
+
+    With `tags` (`case_run_tags`), the run's tags are set to them first when they differ, so
+    the UI's `holder:` filter follows the case from desk to desk.
+    """
     with get_client(sync_client=True) as client:
         try:
             run = client.read_flow_run(UUID(run_id))
         except ObjectNotFound:
             return False
+        if tags is not None and sorted(run.tags) != sorted(tags):
+            client.update_flow_run(run.id, tags=tags)
     if run.state is None or not run.state.is_paused():
         return False
     pause_key = run.state.state_details.pause_key
@@ -145,7 +167,7 @@ def reconcile(ledger: Ledger) -> Reconciled:
             if dead or _stuck(run, now):  # type: ignore[arg-type]
                 start_case_flow(ledger, view.reference, replacing=view.flow_run_id)
                 started += 1
-            elif run.state.is_paused() and wake_case_flow(str(run.id), view):  # type: ignore[union-attr]
+            elif run.state.is_paused() and _wake_tagged(ledger, run, view):  # type: ignore[union-attr,arg-type]
                 woken += 1
             worked.add(view.reference)
         except Exception as exc:  # one case's trouble must not stop the others' runs
@@ -165,6 +187,12 @@ def reconcile(ledger: Ledger) -> Reconciled:
             )
         problems.resolve(session, stage="reconcile", worked=worked, now=now)
     return Reconciled(len(views), started, woken, failures)
+
+
+def _wake_tagged(ledger: Ledger, run: FlowRun, view: CaseView) -> bool:
+    with ledger.session() as session:
+        tags = case_run_tags(session=session, reference=view.reference)
+    return wake_case_flow(str(run.id), view, tags=tags)
 
 
 def _coordinators(session: Session) -> dict[str, str]:
