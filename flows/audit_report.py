@@ -2,7 +2,9 @@
 
 It computes the report from the ledger (tasks/report.py), writes it as HTML, JSON and CSV into a
 dated folder, and sends the `auditors` apprise tag a short summary: the headlines and where the
-files are. The message carries references and figures only, never persons or case facts.
+files are. The message carries references and figures only, never persons or case facts. The
+run also shows the headlines, the riskiest open cases and a link to the report as Prefect
+artifacts (tasks/artifacts.py), never naming a confidential case.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from typing import Any
 
 from prefect import flow, task
 
-from models import deliveries, problems
+from models import deliveries, problems, queries
 from models.clock import clock_from_env
 from models.engine import Routings
 from models.ledger import Ledger
 from models.metrics import Filters
 from models.notices import AUDITORS_TAG, SEVERITY, Notice, report_message
 from models.problems import Failure
+from tasks.artifacts import audit_artifacts, publish_audit_artifacts
 from tasks.notify import send_pending
 from tasks.report import build_report, write_report
 
@@ -40,6 +43,8 @@ def write_audit_report(out_dir: str, formats: list[str]) -> dict[str, Any]:
                 now=now,
                 generated_at=datetime.now(UTC),
             )
+            countries = sorted({row["country"] for row in report["tables"]["risk_register"]})
+            hidden = queries.confidential_references(session, countries=countries)
         if report["left_out"]:
             with ledger.transaction() as session:
                 problems.record_failures(
@@ -63,6 +68,7 @@ def write_audit_report(out_dir: str, formats: list[str]) -> dict[str, Any]:
         "files": files,
         "headlines": report["headlines"],
         "summary": report["summary"],
+        "artifacts": audit_artifacts(report, hidden=hidden, files=files, folder=str(folder)),
     }
 
 
@@ -97,8 +103,9 @@ def announce_report(written: dict[str, Any]) -> bool:
 def audit_report(
     out_dir: str = "var/reports", formats: tuple[str, ...] = ("html", "json", "csv")
 ) -> dict[str, Any]:
-    """Write the auditor report and tell the auditors where it is."""
+    """Write the auditor report, tell the auditors where it is, and show it in the UI."""
     written = write_audit_report(out_dir, list(formats))
     written["announced"] = announce_report(written)
+    written["artifacts"] = publish_audit_artifacts(written.pop("artifacts"))
     print("\n".join(written["headlines"]))
     return written

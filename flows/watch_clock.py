@@ -3,7 +3,8 @@
 Every run records the rungs and prescription alerts now due (exactly once, in the ledger),
 with `daily_digest` each coordinator's digest of the day (once a day, from its morning), sends
 what is owed through apprise (failures stay pending and are retried with backoff), and gives
-every open case a live `route_request` run.
+every open case a live `route_request` run. What it did is shown in the Prefect UI as the
+`watch-clock-last-sweep` artifact.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from prefect import flow
 
 from models.clock import clock_from_env
 from models.sweep import DEFAULT_SLACK_THRESHOLDS
+from tasks.artifacts import publish_sweep_artifact
 from tasks.digest import record_daily_digests
 from tasks.notify import send_deliveries
 from tasks.orchestration import reconcile_cases
@@ -40,5 +42,6 @@ def watch_clock(
     if reconcile:
         fixed = reconcile_cases()
         summary.update(flows_started=fixed.started, flows_woken=fixed.woken)
+    publish_sweep_artifact(summary)
     print(summary)
     return summary

@@ -1,4 +1,5 @@
-"""Prefect tasks over the ledger: read where a case stands, apply a decision, announce a hop.
+"""Prefect tasks over the ledger: read where a case stands, apply a decision, announce a hop,
+and the resume forms a case's run waits on.
 
 Each task reads or writes the ledger and is safe to run twice: a flow re-runs from the top on
 every resume, so everything here acts on what the ledger says, never on what the flow remembers.
@@ -7,27 +8,35 @@ every resume, so everything here acts on what the ledger says, never on what the
 from __future__ import annotations
 
 import json
+import typing
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from itertools import count
-from typing import Any
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from prefect import task
-from pydantic import ValidationError
+from prefect.input import RunInput
+from pydantic import ConfigDict, Field, ValidationError, create_model
+from pydantic.fields import FieldInfo
 
 from models import deliveries, queries
 from models.clock import clock_from_env
 from models.commands import Decide
-from models.domain import Role
+from models.domain import Outcome, Role
 from models.engine import Routings
 from models.errors import CommandRejected
 from models.identity import Caller
 from models.ledger import Ledger
 from models.notices import (
+    LATE_WORDS,
+    case_link,
     input_refused_key,
     input_refused_notice,
+    local_time,
     opened_notice,
     role_tags,
+    slack_text,
 )
 from models.queries import CaseView, read_case_view
 from tasks.notify import send_pending
@@ -82,6 +91,159 @@ def announce_hop(reference: str) -> int:
         return announce_hop_now(ledger, reference, now=clock_from_env().now())
 
 
+# -- the resume forms -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HopOnDesk:
+    """The open hop as its resume form shows it, dates in the holder's timezone."""
+
+    reference: str
+    hop: int
+    step: str
+    holder_name: str
+    timezone: str
+    opened_at: datetime
+    due_at: datetime
+    days_late: int
+    """Business days past due; 0 when on time."""
+    prescription_date: date | None
+    today: date
+    """The holder's today: the prescription slack counts from it."""
+    outcomes: tuple[str, ...]
+    """The decisions the route allows on this hop."""
+
+
+def hop_on_desk(ledger: Ledger, reference: str, *, now: datetime) -> HopOnDesk | None:
+    """The case's open hop with what its form needs; None when no hop is open."""
+    with ledger.session() as session:
+        row = queries.open_hop(session, reference)
+        if row is None:
+            return None
+        routing = Routings({}).pinned(session, row.routing_version)
+        timeline = queries.timeline(session=session, routing=routing, reference=reference, now=now)
+    hop = next(h for h in timeline.hops if h.hop == row.hop)
+    route = routing.config.route(timeline.route)
+    return HopOnDesk(
+        reference=reference,
+        hop=hop.hop,
+        step=hop.step,
+        holder_name=hop.holder_name,
+        timezone=hop.timezone,
+        opened_at=hop.opened_at,
+        due_at=hop.due_at,
+        days_late=hop.days_late,
+        prescription_date=timeline.prescription_date,
+        today=now.astimezone(ZoneInfo(hop.timezone)).date(),
+        outcomes=tuple(str(o) for o in route.decisions_for(route.step_index(hop.step))),
+    )
+
+
+@task(name="read-hop-on-desk", retries=3, retry_delay_seconds=[1, 5, 15])
+def read_hop_on_desk(reference: str) -> HopOnDesk | None:
+    with Ledger() as ledger:
+        return hop_on_desk(ledger, reference, now=clock_from_env().now())
+
+
+def form_description(on_desk: HopOnDesk) -> str:
+    """The markdown above the resume form: the case as its holder's notice describes it."""
+    zone = ZoneInfo(on_desk.timezone)
+    lines = [
+        f"### {on_desk.reference}, hop {on_desk.hop}: {on_desk.step}",
+        "",
+        f"- **Held by:** {on_desk.holder_name}",
+        f"- **Since:** {local_time(on_desk.opened_at, zone)}",
+        f"- **Due:** {local_time(on_desk.due_at, zone)}",
+        f"- **Days late:** {on_desk.days_late} {LATE_WORDS['bd']}",
+        f"- **Prescription slack:** {slack_text(on_desk.prescription_date, on_desk.today)}",
+        f"- **Decisions allowed here:** {', '.join(on_desk.outcomes)}",
+    ]
+    link = case_link(on_desk.reference)
+    if link:
+        lines.append(f"- **Case page:** [{on_desk.reference}]({link})")
+    lines += [
+        "",
+        "Your decision goes through the same checks as `rogatory decide`; if they refuse it, "
+        "the holder and the coordinator are told why.",
+    ]
+    return "\n".join(lines)
+
+
+LEGACY_WAKE_OUTCOME: Outcome | None = Outcome.FORWARDED
+"""The outcome the waker (tasks/orchestration.wake_input) still puts in its wake-up, beside
+`recorded: true`. Prefect's server checks a resume's input against the form the run waits on,
+so every form must admit that payload: this outcome is among the choices even on a hop that does
+not allow it (the engine refuses it there, with a notice). None once the waker resumes with no
+input (issue 13): then each form offers exactly its hop's decisions."""
+
+
+class Wake(RunInput):
+    """The internal wake-up: a command already wrote the ledger and the run only reads it again.
+
+    No form offers it; the run recognises it among the answers left under its pause keys and
+    applies nothing. The waker's payload today also names an outcome and a hop (ignored).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+    recorded: Literal[True]
+
+
+class _DecisionInput(RunInput):
+    # Unlisted keys pass the server's check (the waker's `recorded`); the run reads them as a
+    # `Wake`, and `Decide` refuses any other.
+    model_config = ConfigDict(extra="ignore")
+
+
+_FORM_SKIPS = {"reference", "idempotency_key", "seq"}
+
+
+def _described(info: FieldInfo) -> FieldInfo:
+    """`info`, carrying the description its optional type holds inside (`Note | None`)."""
+    if info.description:
+        return info
+    for arg in typing.get_args(info.annotation):
+        for meta in getattr(arg, "__metadata__", ()):
+            if isinstance(meta, FieldInfo) and meta.description:
+                return FieldInfo.merge_field_infos(info, description=meta.description)
+    return info
+
+
+def decision_form(
+    on_desk: HopOnDesk | None, *, admit: Outcome | None = LEGACY_WAKE_OUTCOME
+) -> type[RunInput]:
+    """The resume form of the open hop, built from `Decide`: only the hop's decisions, the hop
+    filled in, every field described; the case above it. Without an open hop (the ledger moved
+    on meanwhile), every outcome and no case."""
+    fields: dict[str, Any] = {
+        name: (info.annotation, _described(info))
+        for name, info in Decide.model_fields.items()
+        if name not in _FORM_SKIPS
+    }
+    outcome = Decide.model_fields["outcome"]
+    choices = [o.value for o in Outcome]
+    if on_desk is not None:
+        choices = [o for o in choices if o in on_desk.outcomes or o == admit]
+        hop = Decide.model_fields["hop"]
+        fields["hop"] = (hop.annotation, FieldInfo.merge_field_infos(hop, default=on_desk.hop))
+    # Not required, so that a resume with no input (a plain wake) passes the server's check; a
+    # form answered without an outcome is refused with a notice like any invalid decision.
+    offered: Any = Literal.__getitem__(tuple(choices))
+    fields["outcome"] = (
+        offered | None,
+        Field(None, description=outcome.description or Outcome.__doc__),
+    )
+    fields = {"outcome": fields.pop("outcome"), **fields}  # the first question first
+    form = create_model(
+        "HopDecision",
+        __base__=_DecisionInput,
+        __doc__="The decision on the open hop.",
+        **fields,
+    )
+    return form.with_initial_data(
+        description=form_description(on_desk) if on_desk is not None else None
+    )
+
+
 @dataclass(frozen=True)
 class LeftInput:
     """A decision typed into the case run's resume form, under the key it was given."""
@@ -113,10 +275,22 @@ def inputs_left(flow_run_id: str, reference: str) -> list[LeftInput]:
             value = json.loads(item.value)
         except ValueError:
             continue
-        if isinstance(value, dict) and "outcome" in value and not value.get("recorded"):
-            pause_key = item.key.removeprefix("suspended-").removesuffix("-response")
+        pause_key = item.key.removeprefix("suspended-").removesuffix("-response")
+        if isinstance(value, dict) and is_decision(pause_key, value):
             out.append(LeftInput(pause_key, value))
     return out
+
+
+def is_decision(pause_key: str, value: dict[str, Any]) -> bool:
+    """Whether an answer left under `pause_key` is a hop's decision to apply: not a wake-up,
+    not the requester's form (`rogatory resubmit` writes its ledger event itself)."""
+    if "-requester-" in pause_key:
+        return False
+    try:
+        Wake.model_validate(value)
+    except ValidationError:
+        return True
+    return False
 
 
 def used_keys(flow_run_id: str, reference: str) -> set[str]:

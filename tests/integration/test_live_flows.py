@@ -69,19 +69,21 @@ def flow_run_state(site: Site, run_id: str) -> Any:
     return done.stdout.split()
 
 
-def resume_with(site: Site, run_id: str, run_input: dict[str, Any]) -> None:
+def resume_with(site: Site, run_id: str, run_input: dict[str, Any], *, check: bool = True) -> str:
+    """Answer the run's resume form as the Prefect UI does; the server's refusal, if any."""
     code = (
         "import sys, json; from uuid import UUID; from prefect.flow_runs import resume_flow_run\n"
         "resume_flow_run(UUID(sys.argv[1]), run_input=json.loads(sys.argv[2]))\n"
     )
-    subprocess.run(
+    done = subprocess.run(
         [str(BIN / "python"), "-c", code, run_id, json.dumps(run_input)],
         env=site.env,
         capture_output=True,
         text=True,
         timeout=60,
-        check=True,
+        check=check,
     )
+    return done.stderr if done.returncode else ""
 
 
 def test_case_is_driven_through_three_decisions_by_suspend_and_resume(site: Site) -> None:
@@ -115,8 +117,13 @@ def test_decision_typed_in_the_prefect_ui_form_goes_through_the_engine(site: Sit
         timeout=60,
         what="the run to suspend",
     )
-    # The route does not allow "executed" on the first hop: the engine refuses, nothing moves.
-    resume_with(site, run_id, {"hop": 1, "outcome": "executed"})
+    # The route does not allow "executed" on the first hop: its form does not offer it, and
+    # the server refuses the answer before the run sees it.
+    refused = resume_with(site, run_id, {"hop": 1, "outcome": "executed"}, check=False)
+    assert "'executed' is not one of" in refused
+    assert flow_run_state(site, run_id)[0] == "Suspended"
+    # A decision the form accepts but the engine refuses (another hop): logged and told.
+    resume_with(site, run_id, {"hop": 2, "outcome": "forwarded"})
     wait_for(
         lambda: (
             "not applied" in site.log("serve.log")
@@ -127,7 +134,7 @@ def test_decision_typed_in_the_prefect_ui_form_goes_through_the_engine(site: Sit
     )
     assert case_row(site, ref).current_hop == 1
     told = [m for m in site.notices(ref) if m["title"].startswith("Not applied:")]
-    assert len(told) == 2 and "executed is not allowed" in told[0]["body"]  # desk, coordinator
+    assert len(told) == 2 and "hop 2 is no longer open" in told[0]["body"]  # desk, coordinator
     resume_with(site, run_id, {"hop": 1, "outcome": "forwarded", "note": "from the UI"})
     wait_for(
         lambda: [m["title"][:4] for m in site.notices(ref)].count("New:") == 2,
