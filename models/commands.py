@@ -100,7 +100,7 @@ class Decide(CaseCommand):
     """Record the holder's decision on the open hop."""
 
     name: ClassVar[str] = "decide"
-    outcome: Outcome
+    outcome: Annotated[Outcome, Field(description="The holder's decision on the hop")]
     hop: Annotated[
         int | None, Field(ge=1, description="The hop decided; refused if another is open now")
     ] = None

@@ -169,20 +169,15 @@ def form_description(on_desk: HopOnDesk) -> str:
     return "\n".join(lines)
 
 
-LEGACY_WAKE_OUTCOME: Outcome | None = Outcome.FORWARDED
-"""The outcome the waker (tasks/orchestration.wake_input) still puts in its wake-up, beside
-`recorded: true`. Prefect's server checks a resume's input against the form the run waits on,
-so every form must admit that payload: this outcome is among the choices even on a hop that does
-not allow it (the engine refuses it there, with a notice). None once the waker resumes with no
-input (issue 13): then each form offers exactly its hop's decisions."""
+LEGACY_WAKE_OUTCOME: Outcome | None = None
+"""An outcome every form must admit beside its hop's own: none, since the waker resumes a run
+with no input (the server validates a resume's input against the form the run waits on)."""
 
 
 class Wake(RunInput):
-    """The internal wake-up: a command already wrote the ledger and the run only reads it again.
-
-    No form offers it; the run recognises it among the answers left under its pause keys and
-    applies nothing. The waker's payload today also names an outcome and a hop (ignored).
-    """
+    """The internal wake-up of earlier versions (`recorded: true`), which may still lie under
+    the pause key of a run suspended before an upgrade: recognised and applied as nothing. The
+    waker now resumes with no input at all."""
 
     model_config = ConfigDict(extra="ignore")
     recorded: Literal[True]

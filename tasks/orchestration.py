@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import cast
 from uuid import UUID
 
 from prefect import task
@@ -88,16 +88,6 @@ def case_run_tags(*, session: Session, reference: str) -> list[str]:
     return tags
 
 
-def wake_input(pause_key: str | None, view: CaseView) -> dict[str, Any]:
-    """Input that satisfies whichever form the run waits on; the flow re-reads the ledger."""
-    if pause_key and "-requester-" in pause_key:
-        return {"note": "the ledger moved on"}
-    wake: dict[str, Any] = {"outcome": "forwarded", "recorded": True}
-    if view.hop is not None:  # a closed case has no open hop to name
-        wake["hop"] = view.hop
-    return wake
-
-
 def wake_case_flow(run_id: str, view: CaseView, *, tags: list[str] | None = None) -> bool:
     """Resume the case's run if it is suspended on an older state of the ledger.
 
@@ -116,7 +106,8 @@ def wake_case_flow(run_id: str, view: CaseView, *, tags: list[str] | None = None
     pause_key = run.state.state_details.pause_key
     if pause_key and pause_key.startswith(_key_prefix(view)):
         return False  # already waiting on the hop the ledger shows
-    resume_flow_run(UUID(run_id), run_input=wake_input(pause_key, view))
+    # No input: the run reads the ledger again; no form has to admit a wake-up payload.
+    resume_flow_run(UUID(run_id))
     return True
 
 
