@@ -1,13 +1,12 @@
-"""The flows under Prefect's test harness: one shared temporary server for the whole session."""
+"""The flows under Prefect's test harness: the session's one shared temporary server and each
+test's own ledger (tests/flows/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import select
 
 from flows.audit_report import audit_report
@@ -21,21 +20,6 @@ from models.errors import CommandRejected
 from models.ledger import Delivery, Ledger, Request
 from tasks.notify import read_outbox
 from tests.samples import intake
-
-
-@pytest.fixture(scope="session", autouse=True)
-def harness() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ledger:
-    monkeypatch.setenv("ROGATORY_VAR", str(tmp_path / "var"))
-    monkeypatch.setenv("ROGATORY_DATABASE_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
-    monkeypatch.delenv("ROGATORY_APPRISE_CONFIG", raising=False)
-    monkeypatch.delenv("ROGATORY_CLOCK", raising=False)
-    return Ledger(migrate=True)
 
 
 def _register_overdue(ledger: Ledger, routings: Routings, days_ago: int) -> str:
