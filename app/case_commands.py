@@ -15,30 +15,14 @@ from dataclasses import asdict
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
-
 from app.cli import day, emit
-from models.commands import (
-    Acknowledge,
-    Assign,
-    AttachDocument,
-    Command,
-    Decide,
-    Migrate,
-    Reassign,
-    Record,
-    Register,
-    Resubmit,
-    ResumeClock,
-    Snooze,
-    StopClock,
-    Withdraw,
-)
 from models.errors import CommandRejected, RogatoryError
-from models.queries import CaseSearch
+
+if TYPE_CHECKING:
+    from models.commands import Command
 
 Sub = Any  # argparse's private _SubParsersAction
 
@@ -47,40 +31,20 @@ OPTION_NAMES = {"idempotency_key": "--key", "request_abroad": "--request"}
 
 
 def register(sub: Sub) -> None:
-    p = sub.add_parser("request", help="register requests")
-    rs = p.add_subparsers(metavar="ACTION")
-    r = rs.add_parser("register", help="register a request from a YAML or JSON file")
-    r.add_argument("file", type=Path)
-    command_options(r, Register, skip={"request"})
-    r.set_defaults(handler=request_register)
-
-    _case(sub, Decide, "decide", "record the holder's decision on the open hop")
-    clock = sub.add_parser("clock", help="stop or resume the open hop's SLA clock")
-    actions = clock.add_subparsers(metavar="ACTION", required=True)
-    _case(actions, StopClock, "stop", "stop the clock while the case waits on the requester")
-    _case(actions, ResumeClock, "resume", "restart the clock; deadlines move by the time stopped")
-    _case(sub, Resubmit, "resubmit", "the requester answered a return: reopen the hop")
-    _case(sub, Reassign, "reassign", "the request reached the wrong authority: move it")
-    _case(sub, Withdraw, "withdraw", "the requester no longer needs the assistance")
-    _case(sub, Record, "record", "record a prescription-relevant event")
-    _case(sub, Migrate, "migrate", "move a case to the routing version now in force")
-    _case(sub, Assign, "assign", "give the open hop to an officer (no --officer: release it)")
-    _case(sub, Acknowledge, "acknowledge", "the hop's escalation is seen to: no more repeats")
-    _case(sub, Snooze, "snooze", "no rung of the hop's ladder fires before a day")
-
-    a = sub.add_parser(
-        "attach",
-        help="attach a document to a case",
-        description=(AttachDocument.__doc__ or "").strip(),
-    )
-    a.add_argument("reference")
-    a.add_argument("file", type=Path)
-    a.add_argument("--filename", help="the name it is kept under (default: the file's)")
-    a.add_argument("--media-type", help="e.g. application/pdf (default: guessed from the name)")
-    command_options(
-        a, AttachDocument, skip={"reference", "sha256", "size", "filename", "media_type"}
-    )
-    a.set_defaults(handler=attach)
+    # Options are made from the command models (pydantic, the engine): built only for the
+    # command chosen, so `rogatory status` and `--help` never import them.
+    sub.add_parser("request", help="register requests", build=_request_options)
+    _case(sub, "Decide", "decide", "record the holder's decision on the open hop")
+    sub.add_parser("clock", help="stop or resume the open hop's SLA clock", build=_clock_options)
+    _case(sub, "Resubmit", "resubmit", "the requester answered a return: reopen the hop")
+    _case(sub, "Reassign", "reassign", "the request reached the wrong authority: move it")
+    _case(sub, "Withdraw", "withdraw", "the requester no longer needs the assistance")
+    _case(sub, "Record", "record", "record a prescription-relevant event")
+    _case(sub, "Migrate", "migrate", "move a case to the routing version now in force")
+    _case(sub, "Assign", "assign", "give the open hop to an officer (no --officer: release it)")
+    _case(sub, "Acknowledge", "acknowledge", "the hop's escalation is seen to: no more repeats")
+    _case(sub, "Snooze", "snooze", "no rung of the hop's ladder fires before a day")
+    sub.add_parser("attach", help="attach a document to a case", build=_attach_options)
 
     s = sub.add_parser("status", help="a case's timeline: hops, days taken, lateness, stops")
     s.add_argument("reference")
@@ -108,6 +72,52 @@ def register(sub: Sub) -> None:
     c.add_argument("--size", type=int, default=50)
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=cases)
+
+
+def _command(name: str) -> type[Command]:
+    """The command model named `name`, from models.commands (imported on first use)."""
+    from models import commands
+
+    found: type[Command] = getattr(commands, name)
+    return found
+
+
+def _case(sub: Sub, model: str, name: str, help: str) -> None:
+    sub.add_parser(name, help=help, build=lambda p: _case_options(p, _command(model)))
+
+
+def _case_options(p: argparse.ArgumentParser, command: type[Command]) -> None:
+    p.description = (command.__doc__ or "").strip()
+    p.add_argument("reference")
+    command_options(p, command, skip={"reference"})
+    p.set_defaults(handler=lambda args: _submit(args, command))
+
+
+def _request_options(p: argparse.ArgumentParser) -> None:
+    rs = p.add_subparsers(metavar="ACTION")
+    r = rs.add_parser("register", help="register a request from a YAML or JSON file")
+    r.add_argument("file", type=Path)
+    command_options(r, _command("Register"), skip={"request"})
+    r.set_defaults(handler=request_register)
+
+
+def _clock_options(p: argparse.ArgumentParser) -> None:
+    actions = p.add_subparsers(metavar="ACTION", required=True)
+    stop = "stop the clock while the case waits on the requester"
+    resume = "restart the clock; deadlines move by the time stopped"
+    _case_options(actions.add_parser("stop", help=stop), _command("StopClock"))
+    _case_options(actions.add_parser("resume", help=resume), _command("ResumeClock"))
+
+
+def _attach_options(a: argparse.ArgumentParser) -> None:
+    command = _command("AttachDocument")
+    a.description = (command.__doc__ or "").strip()
+    a.add_argument("reference")
+    a.add_argument("file", type=Path)
+    a.add_argument("--filename", help="the name it is kept under (default: the file's)")
+    a.add_argument("--media-type", help="e.g. application/pdf (default: guessed from the name)")
+    command_options(a, command, skip={"reference", "sha256", "size", "filename", "media_type"})
+    a.set_defaults(handler=attach)
 
 
 # -- options from a command's fields ---------------------------------------------------------------
@@ -165,15 +175,10 @@ def command_options(p: argparse.ArgumentParser, command: type[Command], *, skip:
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
-def _case(sub: Sub, command: type[Command], name: str, help: str) -> None:
-    p = sub.add_parser(name, help=help, description=(command.__doc__ or "").strip())
-    p.add_argument("reference")
-    command_options(p, command, skip={"reference"})
-    p.set_defaults(handler=lambda args: _submit(args, command))
-
-
 def build(command: type[Command], args: argparse.Namespace, **extra: Any) -> Command:
     """The typed command from the parsed options; invalid values are refused with their field."""
+    from pydantic import ValidationError
+
     values = {
         name: getattr(args, name)
         for name in command.model_fields
@@ -201,7 +206,7 @@ def _submit(args: argparse.Namespace, command: type[Command], **extra: Any) -> i
 def request_register(args: argparse.Namespace) -> int:
     from models.intake import read_request
 
-    return _submit(args, Register, request=read_request(args.file))
+    return _submit(args, _command("Register"), request=read_request(args.file))
 
 
 def attach(args: argparse.Namespace) -> int:
@@ -327,6 +332,7 @@ def overdue(args: argparse.Namespace) -> int:
 
 def cases(args: argparse.Namespace) -> int:
     from app.client import client
+    from models.queries import CaseSearch
 
     search = CaseSearch(
         reference=args.reference,

@@ -1,7 +1,9 @@
 """The `rogatory` command line: validate configs, register and move cases, query the ledger.
 
 Commands that only touch configs or the ledger never start Prefect; `decide` resumes the case's
-flow after the decision is safely in the ledger, and says so when no server answers.
+flow after the decision is safely in the ledger, and says so when no server answers. The parser
+is built from light modules only: a command's heavy imports (the ledger, pydantic models,
+numpy, Prefect) happen in its handler, or in its `build` when that command is chosen.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import pendulum
-
 from models.errors import ConfigError, IntakeError, RogatoryError
 
 Handler = Callable[[argparse.Namespace], int]
+Build = Callable[[argparse.ArgumentParser], None]
 
-# Each module exposes `register(subparsers)` and adds its own subcommands.
+# Each module exposes `register(subparsers)` and adds its own subcommands; it imports only light
+# modules, so `rogatory --help` and every command start without the others' dependencies.
 COMMAND_MODULES = (
     "app.commands",
     "app.case_commands",
@@ -66,10 +68,44 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rogatory",
         description="Route legal-assistance requests through each country's chain of authorities.",
     )
+    parser.register("action", "parsers", Commands)
     sub = parser.add_subparsers(metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
+
+
+class Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Subcommands whose options may be added only once that subcommand is chosen.
+
+    `sub.add_parser(name, help=..., build=add_options)`: `add_options(parser)` runs when `name`
+    is on the command line, so options made from pydantic models cost nothing to the others.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._builds: dict[str, tuple[argparse.ArgumentParser, Build]] = {}
+
+    def add_parser(
+        self, name: str, *, build: Build | None = None, **kwargs: Any
+    ) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = super().add_parser(name, **kwargs)
+        if build is not None:
+            self._builds[name] = (parser, build)
+        return parser
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        pending = self._builds.pop(values[0], None)
+        if pending is not None:
+            chosen, build = pending
+            build(chosen)
+        super().__call__(parser, namespace, values, option_string)
 
 
 # -- helpers shared by the command modules -------------------------------------------------------
@@ -80,6 +116,8 @@ def instant(text: str, tz: str | None = None) -> datetime:
 
     Without a zone the text is read in `tz`, else $ROGATORY_TZ, else UTC.
     """
+    import pendulum
+
     try:
         parsed = pendulum.parse(text, tz=tz or os.environ.get("ROGATORY_TZ", "UTC"))
     except (ValueError, pendulum.parsing.exceptions.ParserError) as exc:

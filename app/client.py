@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import TypeAdapter
 
@@ -29,8 +29,10 @@ from models.errors import (
     NotSignedIn,
     RogatoryError,
 )
-from models.metrics import Filters
 from models.queries import CasePage, CaseSearch, InboxItem, Timeline
+
+if TYPE_CHECKING:
+    from models.metrics import Filters
 
 LATE_AFTER = timedelta(hours=24)
 """An entry recorded this long after the fact counts as late in reports."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli import config_paths, emit, instant
 from models.errors import CalendarError, ConfigError, ConfigProblem, NotFound
-from models.loader import Routing, load_all, load_country, load_presets
+
+if TYPE_CHECKING:
+    from models.loader import Routing
 
 Sub = Any  # argparse's private _SubParsersAction
 
@@ -29,6 +31,8 @@ def _validate(sub: Sub) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
+    from models.loader import load_all, load_country, load_presets
+
     if not args.paths:
         routings = load_all()
         for code, routing in sorted(routings.items()):
@@ -75,12 +79,14 @@ def _warn_unserved_tags(routings: Iterable[Routing]) -> None:
 
 
 def _routing(code: str) -> Routing:
-    routings = load_all()
-    try:
-        return routings[code.upper()]
-    except KeyError:
-        known = ", ".join(sorted(routings))
-        raise NotFound(f"no routing for {code!r} (configured: {known})") from None
+    """The routing in force of one country, read from its own file alone."""
+    from models.loader import configured_countries, load_country_code
+
+    routing = load_country_code(code)
+    if routing is None:
+        known = ", ".join(configured_countries())
+        raise NotFound(f"no routing for {code!r} (configured: {known})")
+    return routing
 
 
 def _routes(sub: Sub) -> None:

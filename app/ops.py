@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from app.cli import emit
-from models.sweep import DEFAULT_SLACK_THRESHOLDS
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -44,8 +43,7 @@ def register(sub: Sub) -> None:
     w = sub.add_parser("watch", help="sweep the clock once without Prefect (cron, debugging)")
     w.add_argument(
         "--thresholds",
-        default=",".join(map(str, DEFAULT_SLACK_THRESHOLDS)),
-        help="prescription slack thresholds in days",
+        help="prescription slack thresholds in days (default: the sweep's own)",
     )
     w.add_argument(
         "--reconcile",
@@ -347,10 +345,14 @@ def db_upgrade(args: argparse.Namespace) -> int:
 def watch(args: argparse.Namespace) -> int:
     from models.clock import clock_from_env
     from models.ledger import Ledger
+    from models.sweep import DEFAULT_SLACK_THRESHOLDS
     from tasks.notify import send_pending
     from tasks.sweep import sweep_now
 
-    thresholds = [int(x) for x in args.thresholds.split(",") if x.strip()]
+    given = args.thresholds
+    if given is None:
+        given = ",".join(map(str, DEFAULT_SLACK_THRESHOLDS))
+    thresholds = [int(x) for x in given.split(",") if x.strip()]
     with Ledger() as ledger:
         rungs, alerts = sweep_now(ledger, thresholds=thresholds)
         sent = send_pending(ledger=ledger, now=clock_from_env().now())

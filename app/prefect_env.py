@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-
-import httpx
+from urllib.parse import urlsplit
 
 
 def var_dir() -> Path:
@@ -46,9 +45,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def server_reachable(url: str | None, timeout: float = 2.0) -> bool:
-    if not url:
+def _listening(url: str, *, timeout: float) -> bool:
+    """Whether anything accepts a connection at the URL's host and port (a plain socket)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "localhost", port), timeout=timeout):
+            return True
+    except (OSError, ValueError):
         return False
+
+
+def server_reachable(url: str | None, timeout: float = 2.0) -> bool:
+    if not url or not _listening(url, timeout=timeout):
+        return False
+    import httpx  # only once something listens: a decision need not wait for the import
+
     try:
         return httpx.get(url.rstrip("/") + "/health", timeout=timeout).status_code == 200
     except httpx.HTTPError:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli import day, instant, printable
-from models.metrics import Filters
+
+if TYPE_CHECKING:
+    from models.metrics import Filters
 
 Sub = Any  # argparse's private _SubParsersAction
 
@@ -42,6 +44,8 @@ def _filter_options(p: argparse.ArgumentParser) -> None:
 
 
 def filters_from(args: argparse.Namespace) -> Filters:
+    from models.metrics import Filters
+
     if args.since and args.until and args.until < args.since:
         raise SystemExit(f"--until {args.until} is before --since {args.since}")
     return Filters(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -23,13 +23,15 @@ from models.clock import Clock, clock_from_env
 from models.commands import Assign, AttachDocument, CaseCommand, Command, Migrate, Register
 from models.documents import AttachedDocument, DocumentKind, DocumentStore
 from models.engine import Result, Routings
-from models.errors import CommandRejected, Forbidden
+from models.errors import CommandRejected, Forbidden, NotFound
 from models.identity import Caller, Scope
 from models.ledger import Ledger
-from models.loader import load_all
-from models.metrics import Filters
+from models.loader import configured_countries, load_all, load_country_code
 from models.queries import CasePage, CaseSearch, InboxItem, Timeline
 from models.workspace import BoardItem
+
+if TYPE_CHECKING:
+    from models.metrics import Filters
 
 Waker = Callable[[Command, Result], None]
 """Called after a command is committed: start a new case's flow run, or wake the case's run."""
@@ -49,12 +51,18 @@ class Service:
         self.clock = clock or clock_from_env()
         self.waker = waker
         self._in_force: Routings | None = None
+        self._countries: dict[str, Routings] = {}
         self._pinned = Routings({})
         """Pinned versions read so far: kept, so no case's routing is parsed twice."""
 
     def routings(self, command: Command | None = None) -> Routings:
-        """The routings a command needs: the files in force to register or migrate; otherwise
-        each case's pinned version, read from the ledger (no file is parsed)."""
+        """The routings a command needs: to register, the file of the request's country alone
+        (every file only to name them when that country has none); to migrate, the files in
+        force; otherwise each case's pinned version, read from the ledger (no file is parsed)."""
+        if isinstance(command, Register):
+            country = command.request.get("country")
+            if isinstance(country, str) and (one := self._country_routings(country)) is not None:
+                return one
         if isinstance(command, Register | Migrate):
             if self._in_force is None:
                 self._in_force = Routings(load_all())
@@ -64,6 +72,19 @@ class Service:
     def reload_routings(self) -> None:
         """Read the routing files again on next use: a new routing was published."""
         self._in_force = None
+        self._countries.clear()
+
+    def _country_routings(self, country: str) -> Routings | None:
+        """The routing in force of one country alone, from its own file; None without one."""
+        code = country.upper()
+        if self._in_force is not None:
+            return self._in_force if code in self._in_force.current else None
+        if code not in self._countries:
+            routing = load_country_code(code)
+            if routing is None:
+                return None
+            self._countries[code] = Routings({code: routing})
+        return self._countries[code]
 
     # -- commands -------------------------------------------------------------------------------
 
@@ -251,7 +272,7 @@ class Service:
             asked = filters.countries or allowed
             if not set(asked) <= set(allowed):
                 raise Forbidden(f"{caller.name} may read reports of {', '.join(allowed)} only")
-            filters = Filters(**{**filters.__dict__, "countries": tuple(asked)})
+            filters = replace(filters, countries=tuple(asked))
         with self.ledger.session() as session:
             report = build_report(
                 session=session,
@@ -295,8 +316,10 @@ class Service:
         return replace(filters, countries=tuple(asked))
 
     def _country(self, country: str) -> Any:
-        routings = self._in_force or Routings(load_all())
-        self._in_force = routings
+        routings = self._country_routings(country)
+        if routings is None:
+            known = ", ".join(configured_countries())
+            raise NotFound(f"no routing for country {country!r} (configured: {known})")
         return routings.for_country(country.upper())
 
 

@@ -16,7 +16,17 @@ Sub = Any
 
 
 def register(sub: Sub) -> None:
-    u = sub.add_parser("user", help="accounts, roles and API tokens")
+    sub.add_parser("user", help="accounts, roles and API tokens", build=_user_options)
+
+    web = sub.add_parser(
+        "web", help="serve the web workspace and the HTTP API (OpenAPI at /api/docs)"
+    )
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=8800)
+    web.set_defaults(handler=serve_web)
+
+
+def _user_options(u: argparse.ArgumentParser) -> None:
     us = u.add_subparsers(metavar="ACTION", required=True)
 
     add = us.add_parser("add", help="create an account with a role")
@@ -50,13 +60,6 @@ def register(sub: Sub) -> None:
     listing = us.add_parser("list", help="accounts, their roles and live tokens")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=user_list)
-
-    web = sub.add_parser(
-        "web", help="serve the web workspace and the HTTP API (OpenAPI at /api/docs)"
-    )
-    web.add_argument("--host", default="127.0.0.1")
-    web.add_argument("--port", type=int, default=8800)
-    web.set_defaults(handler=serve_web)
 
 
 def _grant_options(p: argparse.ArgumentParser) -> None:

@@ -14,28 +14,37 @@ Semantics (the tests hold the code to them):
 - `business_days_between(a, b)` counts the business days after a's local date up to and
   including b's local date, so `business_days_between(t, add(t, "Nbd")) == N`.
 
-The fast path precomputes, for every day of the calendar's range, whether it is a business day,
+The fast path precomputes, for every day of the years in use, whether it is a business day,
 the running count of business days, and the UTC instants of local midnight and end of day. A
-deadline is then two array look-ups, in plain Python (`add`) or vectorised over NumPy arrays
-(`add_many`). `models.calendar_reference` holds the plain day-by-day definition it is tested
-against.
+deadline is then two look-ups, in plain Python (`add`) or vectorised over NumPy arrays
+(`add_many`). The years are built on first use, a few at a time around the dates asked, up to
+FIRST_YEAR..LAST_YEAR: a command about a 2026 case asks the `holidays` package for 2025-2027, not
+for ninety years. Business-day ranks keep their values as the years grow, so ranks read at
+different times can still be subtracted. `models.calendar_reference` holds the plain day-by-day
+definition it is tested against.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
-from typing import Literal
+from functools import lru_cache, partial
+from itertools import accumulate
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
-import numpy as np
-import numpy.typing as npt
-
 from models.errors import CalendarError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+HolidaySource = Callable[[int, int], Mapping[date, str]]
+"""The public holidays of the years `first..last` (inclusive), by day."""
 
 Unit = Literal["bd", "d", "h"]
 _DURATION_RE = re.compile(r"^\s*(\d{1,6})\s*(bd|d|h)\s*$")
@@ -105,7 +114,7 @@ class Calendar:
         *,
         timezone: str,
         weekend: Iterable[int],
-        holidays: Mapping[date, str],
+        holidays: Mapping[date, str] | HolidaySource,
         closures: Mapping[date, str],
         first_year: int = FIRST_YEAR,
         last_year: int = LAST_YEAR,
@@ -115,142 +124,245 @@ class Calendar:
         self.weekend = frozenset(weekend)
         self.first = date(first_year, 1, 1)
         self.last = date(last_year, 12, 31)
-        self._base = self.first.toordinal()
-        n = self.last.toordinal() - self._base + 1
-        self._reasons: dict[int, str] = {}
-        for day, name in holidays.items():
-            if self.first <= day <= self.last:
-                self._reasons[day.toordinal() - self._base] = f"{name} (public holiday)"
-        for day, name in closures.items():
-            if self.first <= day <= self.last:
-                self._reasons.setdefault(day.toordinal() - self._base, name)
-        weekday_of_first = self.first.weekday()
-        open_ = np.ones(n, dtype=bool)
-        for wd in self.weekend:
-            open_[(wd - weekday_of_first) % 7 :: 7] = False
-        if self._reasons:
-            open_[np.fromiter(self._reasons, dtype=np.int64)] = False
-        self._open: npt.NDArray[np.bool_] = open_
-        # rank[i]: business days among days 0..i; bdays[k]: index of the (k+1)-th business day.
-        self._rank: npt.NDArray[np.int64] = np.cumsum(open_, dtype=np.int64)
-        self._bdays: npt.NDArray[np.int64] = np.flatnonzero(open_).astype(np.int64)
-        midnights = _local_midnights(timezone, self._base, n + 1)
-        self._midnight: npt.NDArray[np.int64] = midnights
-        # End of day i is the last second before the next local midnight.
-        self._eod: npt.NDArray[np.int64] = midnights[1:] - 1
-        self._midnight_list: list[int] = midnights.tolist()
-        self._eod_list: list[int] = self._eod.tolist()
-        self._rank_list: list[int] = self._rank.tolist()
-        self._bdays_list: list[int] = self._bdays.tolist()
+        self._holidays: HolidaySource = (
+            holidays if callable(holidays) else partial(_holidays_in, dict(holidays))
+        )
+        self._closures = dict(closures)
+        self._holiday_years: dict[int, dict[date, str]] = {}
+        self._years: _Years | None = None
+        self._growing = threading.Lock()
+        # Local midnight of the first day and of the day after the last: the calendar's range.
+        self._start = _year_midnights(timezone, first_year)[0]
+        self._end = _year_midnights(timezone, last_year)[-1]
 
-    # -- single instants -------------------------------------------------------------------
+    # -- the years built so far ------------------------------------------------------------
 
-    def _day_index(self, instant: datetime) -> int:
+    def _covering(self, first: int, last: int) -> _Years:
+        """The tables over at least the years first..last (clamped to the calendar's range)."""
+        first, last = max(first, self.first.year), min(last, self.last.year)
+        years = self._years
+        if years is not None and years.first <= first and last <= years.last:
+            return years
+        with self._growing:
+            years = self._years
+            if years is not None:
+                if years.first <= first and last <= years.last:
+                    return years
+                first, last = min(first, years.first), max(last, years.last)
+            years = self._build(first, last, years)
+            self._years = years
+            return years
+
+    def _build(self, first: int, last: int, before: _Years | None) -> _Years:
+        missing = [y for y in range(first, last + 1) if y not in self._holiday_years]
+        if missing:
+            # One look-up for the years not asked yet: those before the built ones, those after.
+            fresh: dict[int, dict[date, str]] = {year: {} for year in missing}
+            for low, high in _runs(missing):
+                for day, name in self._holidays(low, high).items():
+                    if day.year in fresh:
+                        fresh[day.year][day] = name
+            self._holiday_years.update(fresh)
+        base = date(first, 1, 1).toordinal()
+        n = date(last, 12, 31).toordinal() - base + 1
+        reasons: dict[int, str] = {}
+        for year in range(first, last + 1):
+            for day, name in self._holiday_years[year].items():
+                reasons[day.toordinal()] = f"{name} (public holiday)"
+        for day, name in self._closures.items():
+            if first <= day.year <= last:
+                reasons.setdefault(day.toordinal(), name)
+        weekday = date(first, 1, 1).weekday()
+        is_open = [
+            (weekday + i) % 7 not in self.weekend and base + i not in reasons for i in range(n)
+        ]
+        midnight: list[int] = []
+        for year in range(first, last + 1):
+            midnight += _year_midnights(self.timezone, year)[:-1]
+        midnight.append(_year_midnights(self.timezone, last)[-1])
+        rank = list(accumulate(map(int, is_open)))
+        offset = 0
+        if before is not None:
+            # Keep the ranks already handed out: the old first day keeps its rank.
+            at = before.base - base
+            offset = before.rank[0] + before.offset - rank[at]
+        return _Years(
+            first=first,
+            last=last,
+            base=base,
+            is_open=is_open,
+            rank=rank,
+            offset=offset,
+            bdays=[i for i, o in enumerate(is_open) if o],
+            midnight=midnight,
+            eod=[m - 1 for m in midnight[1:]],
+            reasons=reasons,
+        )
+
+    def _locate(self, *instants: float) -> tuple[_Years, list[int]] | None:
+        """The tables covering every instant, and each instant's day index in them; None if
+        one is outside the calendar's range."""
+        if any(not self._start <= ts < self._end for ts in instants):
+            return None
+        years = self._years
+        if years is None or not all(years.start <= ts < years.end for ts in instants):
+            low, high = _year_of(min(instants)), _year_of(max(instants))
+            years = self._covering(low - 1, high + 1)
+        return years, [bisect_right(years.midnight, ts) - 1 for ts in instants]
+
+    def _later(self, years: _Years, index: int, days: int) -> tuple[_Years, int] | None:
+        """Tables reaching at least `days` days past day `index`, with `index` moved into
+        them; None when that runs past the calendar's last year."""
+        if years.last >= self.last.year:
+            return None
+        grown = self._covering(years.first, years.last + max(2, days // 250 + 1))
+        return grown, index + years.base - grown.base
+
+    def _index(self, instant: datetime) -> tuple[_Years, int]:
         if instant.tzinfo is None:
             raise CalendarError(f"{instant.isoformat()} has no timezone: pass an aware datetime")
-        i = bisect_right(self._midnight_list, instant.timestamp()) - 1
-        if i < 0 or i >= len(self._eod_list):
+        found = self._locate(instant.timestamp())
+        if found is None:
             raise CalendarError(
                 f"{instant.isoformat()} is outside this calendar's range "
                 f"({self.first.year}-{self.last.year})"
             )
-        return i
+        years, (i,) = found
+        return years, i
+
+    # -- single instants -------------------------------------------------------------------
 
     def local_date(self, instant: datetime) -> date:
-        return date.fromordinal(self._base + self._day_index(instant))
+        years, i = self._index(instant)
+        return date.fromordinal(years.base + i)
 
     def is_business_day(self, day: date) -> bool:
-        i = day.toordinal() - self._base
-        if not 0 <= i < len(self._open):
+        if not self.first <= day <= self.last:
             raise CalendarError(f"{day} is outside this calendar's range")
-        return bool(self._open[i])
+        years = self._covering(day.year - 1, day.year + 1)
+        return years.is_open[day.toordinal() - years.base]
 
     def add(self, start: datetime, duration: str | Duration) -> datetime:
         """The instant `duration` after `start` (see the module docstring for the semantics)."""
         d = duration if isinstance(duration, Duration) else _parse_duration(duration)
-        i = self._day_index(start)
+        years, i = self._index(start)
         if d.unit == "h":
             # In UTC: aware + timedelta in the start's own zone would add wall-clock hours.
             return (start.astimezone(UTC) + timedelta(hours=d.amount)).astimezone(self.tz)
-        if d.unit == "d":
-            target = i + d.amount
-        else:
-            k = self._rank_list[i] + d.amount - 1
-            if k >= len(self._bdays_list):
-                raise CalendarError(f"{d} from {start.isoformat()} runs past {self.last.year}")
-            target = self._bdays_list[k]
-        if target >= len(self._eod_list):
+        target = self._target(years, i, d)
+        if target is None:
             raise CalendarError(f"{d} from {start.isoformat()} runs past {self.last.year}")
-        return datetime.fromtimestamp(self._eod_list[target], self.tz)
+        years, day = target
+        return datetime.fromtimestamp(years.eod[day], self.tz)
+
+    def _target(self, years: _Years, i: int, d: Duration) -> tuple[_Years, int] | None:
+        """The day index `d` after day `i` (whose end is the deadline), in tables holding it."""
+        while True:
+            if d.unit == "d":
+                target = i + d.amount
+            else:
+                k = years.rank[i] + d.amount - 1
+                target = years.bdays[k] if k < len(years.bdays) else len(years.eod)
+            if target < len(years.eod):
+                return years, target
+            grown = self._later(years, i, d.amount if d.unit == "d" else d.amount * 7 // 5)
+            if grown is None:
+                return None
+            years, i = grown
 
     def add_ts(self, start: float, duration: Duration) -> int:
         """`add` on UTC epoch seconds, for hot paths that need no datetime objects."""
         if duration.unit == "h":
             return int(start) + 3600 * duration.amount
-        i = bisect_right(self._midnight_list, start) - 1
-        if i < 0 or i >= len(self._eod_list):
+        found = self._locate(start)
+        if found is None:
             raise CalendarError(f"epoch {start} is outside this calendar's range")
-        if duration.unit == "d":
-            target = i + duration.amount
-        else:
-            k = self._rank_list[i] + duration.amount - 1
-            target = self._bdays_list[k] if k < len(self._bdays_list) else len(self._eod_list)
-        if target >= len(self._eod_list):
+        years, (i,) = found
+        target = self._target(years, i, duration)
+        if target is None:
             raise CalendarError(f"{duration} from epoch {start} runs past {self.last.year}")
-        return self._eod_list[target]
+        years, day = target
+        return years.eod[day]
 
     def business_days_between(self, a: datetime, b: datetime) -> int:
         """Business days after a's local date up to and including b's (negative if b < a)."""
-        return self._rank_list[self._day_index(b)] - self._rank_list[self._day_index(a)]
+        self._index(a)
+        years, (i, j) = self._pair(a, b)
+        return years.rank[j] - years.rank[i]
+
+    def _pair(self, a: datetime, b: datetime) -> tuple[_Years, list[int]]:
+        self._index(b)  # refuses a naive or out-of-range instant with its own message
+        found = self._locate(a.timestamp(), b.timestamp())
+        assert found is not None
+        return found
 
     def skipped(self, start: datetime, end: datetime) -> list[SkippedDay]:
         """The non-business days after start's local date up to end's, each with its reason."""
+        self._index(start)
+        years, (first, last) = self._pair(start, end)
         out = []
-        for i in range(self._day_index(start) + 1, self._day_index(end) + 1):
-            if not self._open[i]:
-                day = date.fromordinal(self._base + i)
-                reason = self._reasons.get(i) or f"{WEEKDAY_NAMES[day.weekday()]} (weekend)"
-                out.append(SkippedDay(day, reason))
+        for i in range(first + 1, last + 1):
+            if not years.is_open[i]:
+                day = date.fromordinal(years.base + i)
+                reason = years.reasons.get(years.base + i)
+                out.append(SkippedDay(day, reason or f"{WEEKDAY_NAMES[day.weekday()]} (weekend)"))
         return out
 
     # -- many instants at once (the clock sweep, the simulator, the benchmark) --------------
+
+    def _many(self, *instants: npt.NDArray[np.int64]) -> _Years:
+        """The tables covering every instant of the arrays; refused if one is out of range."""
+        sized = [a for a in instants if a.size]
+        if any(a.min() < self._start or a.max() >= self._end for a in sized):
+            raise CalendarError(
+                f"an instant is outside this calendar's range ({self.first.year}-{self.last.year})"
+            )
+        if not sized:
+            return self._years or self._covering(self.first.year, self.first.year)
+        low = _year_of(int(min(a.min() for a in sized)))
+        high = _year_of(int(max(a.max() for a in sized)))
+        return self._covering(low - 1, high + 1)
 
     def add_many(
         self, starts: npt.NDArray[np.int64], duration: str | Duration
     ) -> npt.NDArray[np.int64]:
         """`add` over an array of UTC epoch seconds, returning UTC epoch seconds."""
+        import numpy as np
+
         d = duration if isinstance(duration, Duration) else _parse_duration(duration)
-        if starts.size and (starts.min() < self._midnight[0] or starts.max() >= self._midnight[-1]):
-            raise CalendarError(
-                f"an instant is outside this calendar's range ({self.first.year}-{self.last.year})"
-            )
+        years = self._many(starts)
         if d.unit == "h":
             return starts + 3600 * d.amount
-        idx = np.searchsorted(self._midnight, starts, side="right") - 1
-        if d.unit == "d":
-            target = idx + d.amount
-        else:
-            k = self._rank[idx] + (d.amount - 1)
-            if k.size and k.max() >= len(self._bdays):
+        days = d.amount if d.unit == "d" else d.amount * 7 // 5
+        while True:
+            arrays = years.arrays()
+            idx = np.searchsorted(arrays.midnight, starts, side="right") - 1
+            if d.unit == "d":
+                target = idx + d.amount
+            else:
+                k = arrays.rank[idx] + (d.amount - 1)
+                if k.size and k.max() >= len(arrays.bdays):
+                    target = np.full_like(k, len(arrays.eod))
+                else:
+                    target = arrays.bdays[k]
+            if not target.size or target.max() < len(arrays.eod):
+                result: npt.NDArray[np.int64] = arrays.eod[target]
+                return result
+            grown = self._later(years, 0, days)
+            if grown is None:
                 raise CalendarError(f"{d} runs past {self.last.year}")
-            target = self._bdays[k]
-        if target.size and target.max() >= len(self._eod):
-            raise CalendarError(f"{d} runs past {self.last.year}")
-        result: npt.NDArray[np.int64] = self._eod[target]
-        return result
+            years = grown[0]
 
-    def _day_index_many(self, instants: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        if instants.size and (
-            instants.min() < self._midnight[0] or instants.max() >= self._midnight[-1]
-        ):
-            raise CalendarError(
-                f"an instant is outside this calendar's range ({self.first.year}-{self.last.year})"
-            )
+    def _day_index_many(
+        self, years: _Years, instants: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
+        import numpy as np
+
         # A local day is 24 hours give or take a DST hour, so the day an instant falls on is
         # its whole days since the first midnight, give or take one: a guess, two corrections,
         # and a binary search only for instants the guess still misses (a zone that skipped a
         # day). Ten times faster than searching every instant.
-        midnight = self._midnight
+        midnight = years.arrays().midnight
         last = midnight.size - 2
         guess = np.clip((instants - midnight[0]) // 86_400, 0, last)
         guess -= instants < midnight[guess]
@@ -267,8 +379,10 @@ class Calendar:
         self, a_epoch: npt.NDArray[np.int64], b_epoch: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.int64]:
         """`business_days_between` over arrays of UTC epoch seconds (the audit report)."""
+        years = self._many(a_epoch, b_epoch)
+        rank = years.arrays().rank
         counts: npt.NDArray[np.int64] = (
-            self._rank[self._day_index_many(b_epoch)] - self._rank[self._day_index_many(a_epoch)]
+            rank[self._day_index_many(years, b_epoch)] - rank[self._day_index_many(years, a_epoch)]
         )
         return counts
 
@@ -276,7 +390,8 @@ class Calendar:
         self, a_epoch: npt.NDArray[np.int64], b_epoch: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.int64]:
         """Local calendar days from a's date to b's date, over arrays of UTC epoch seconds."""
-        return self._day_index_many(b_epoch) - self._day_index_many(a_epoch)
+        years = self._many(a_epoch, b_epoch)
+        return self._day_index_many(years, b_epoch) - self._day_index_many(years, a_epoch)
 
     def day_and_rank_many(
         self, epoch: npt.NDArray[np.int64]
@@ -284,10 +399,80 @@ class Calendar:
         """For UTC epoch seconds: the local day (days since 1970-01-01) and the business-day
         rank, so that differences of ranks are `business_days_between` and differences of days
         are calendar days. One look-up serves both (the audit report times a million hops)."""
-        index = self._day_index_many(epoch)
-        day: npt.NDArray[np.int64] = index + (self._base - _EPOCH_ORDINAL)
-        rank: npt.NDArray[np.int64] = self._rank[index]
+        years = self._many(epoch)
+        index = self._day_index_many(years, epoch)
+        day: npt.NDArray[np.int64] = index + (years.base - _EPOCH_ORDINAL)
+        rank: npt.NDArray[np.int64] = years.arrays().rank[index] + years.offset
         return day, rank
+
+
+@dataclass(frozen=True, slots=True)
+class _Arrays:
+    rank: npt.NDArray[np.int64]
+    bdays: npt.NDArray[np.int64]
+    midnight: npt.NDArray[np.int64]
+    eod: npt.NDArray[np.int64]
+
+
+class _Years:
+    """A calendar's day tables over the years first..last, never changed once built.
+
+    Index i is the local day `base + i` (an ordinal); `rank[i] + offset` is the stable
+    business-day rank; `midnight` has one more entry than there are days (the next midnight).
+    """
+
+    def __init__(
+        self,
+        *,
+        first: int,
+        last: int,
+        base: int,
+        is_open: list[bool],
+        rank: list[int],
+        offset: int,
+        bdays: list[int],
+        midnight: list[int],
+        eod: list[int],
+        reasons: dict[int, str],
+    ) -> None:
+        self.first, self.last, self.base = first, last, base
+        self.is_open, self.rank, self.offset, self.bdays = is_open, rank, offset, bdays
+        self.midnight, self.eod, self.reasons = midnight, eod, reasons
+        self.start, self.end = midnight[0], midnight[-1]
+        self._arrays: _Arrays | None = None
+
+    def arrays(self) -> _Arrays:
+        """The tables as NumPy arrays, made on first use (scalar callers never import NumPy)."""
+        if self._arrays is None:
+            import numpy as np
+
+            self._arrays = _Arrays(
+                rank=np.array(self.rank, dtype=np.int64),
+                bdays=np.array(self.bdays, dtype=np.int64),
+                midnight=np.array(self.midnight, dtype=np.int64),
+                eod=np.array(self.eod, dtype=np.int64),
+            )
+        return self._arrays
+
+
+def _runs(years: list[int]) -> list[tuple[int, int]]:
+    """Sorted years as (first, last) runs of consecutive years."""
+    runs: list[tuple[int, int]] = []
+    for year in years:
+        if runs and runs[-1][1] == year - 1:
+            runs[-1] = (runs[-1][0], year)
+        else:
+            runs.append((year, year))
+    return runs
+
+
+def _year_of(epoch: float) -> int:
+    """The UTC year of an epoch second, give or take one (enough to pick the years to build)."""
+    return 1970 + int(epoch // 31_556_952)
+
+
+def _holidays_in(table: Mapping[date, str], first: int, last: int) -> dict[date, str]:
+    return {day: name for day, name in table.items() if first <= day.year <= last}
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
@@ -304,37 +489,42 @@ def build_calendar(
     closures: tuple[tuple[date, str], ...],
 ) -> Calendar:
     """A cached calendar; the loader turns CalendarSpec into these plain, hashable arguments."""
-    names = _holiday_names(holiday_country, holiday_subdiv) if holiday_country else {}
+    names: Mapping[date, str] | HolidaySource = (
+        partial(_holiday_names, holiday_country, holiday_subdiv) if holiday_country else {}
+    )
     return Calendar(timezone=timezone, weekend=weekend, holidays=names, closures=dict(closures))
 
 
-# An authority's calendar often differs from its country's only by closures: the holiday table
+# An authority's calendar often differs from its country's only by closures: the holiday tables
 # and the local midnights, the slow parts of building a calendar, are computed once and shared.
 
 
-@lru_cache(maxsize=64)
-def _holiday_names(country: str, subdiv: str | None) -> dict[date, str]:
+@lru_cache(maxsize=1024)
+def _holiday_names(country: str, subdiv: str | None, first: int, last: int) -> dict[date, str]:
+    """The holidays of the years first..last, as the table of FIRST_YEAR..LAST_YEAR has them.
+
+    A holiday observed across New Year comes from its neighbouring year's rules, so the years
+    on either side are computed too (within the calendar's range, as the full table was).
+    """
     import holidays as holidays_pkg
 
-    table = holidays_pkg.country_holidays(
-        country, subdiv=subdiv, years=range(FIRST_YEAR, LAST_YEAR + 1)
-    )
-    return {day: str(name) for day, name in table.items()}
+    years = range(max(first - 1, FIRST_YEAR), min(last + 1, LAST_YEAR) + 1)
+    table = holidays_pkg.country_holidays(country, subdiv=subdiv, years=years)
+    return {day: str(name) for day, name in table.items() if first <= day.year <= last}
 
 
-@lru_cache(maxsize=64)
-def _local_midnights(timezone: str, first_ordinal: int, days: int) -> npt.NDArray[np.int64]:
-    """UTC epoch seconds of local midnight on `days` days from `first_ordinal` (read-only)."""
+@lru_cache(maxsize=4096)
+def _year_midnights(timezone: str, year: int) -> tuple[int, ...]:
+    """UTC epoch seconds of local midnight on every day of `year` and on the next January 1."""
     # An aware local midnight's timestamp is the naive midnight less the zone's offset then
     # (fold 0 in a gap or an overlap): asking the zone for the offset alone is 3x faster.
     offset = ZoneInfo(timezone).utcoffset
     epoch = date(1970, 1, 1).toordinal()
-    midnights = np.empty(days, dtype=np.int64)
-    for i in range(days):
-        ordinal = first_ordinal + i
+    first, after = date(year, 1, 1).toordinal(), date(year + 1, 1, 1).toordinal()
+    midnights = []
+    for ordinal in range(first, after + 1):
         shift = offset(datetime.fromordinal(ordinal))
         if shift is None:
             raise CalendarError(f"time zone {timezone!r} gives no UTC offset")
-        midnights[i] = (ordinal - epoch) * 86400 - (shift.days * 86400 + shift.seconds)
-    midnights.flags.writeable = False
-    return midnights
+        midnights.append((ordinal - epoch) * 86400 - (shift.days * 86400 + shift.seconds))
+    return tuple(midnights)

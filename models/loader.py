@@ -1,7 +1,9 @@
 """Load routing files and report every problem like a compiler: `file:line:col: path: message`.
 
 Files are read by the hardened reader of `models.safe_yaml`, which keeps the position of every
-key, so pydantic errors and the cross-reference checks below can each point at their line.
+key, so pydantic errors and the cross-reference checks below can each point at their line. A
+routing is loaded once per process for each content (file bytes, or pinned snapshot): commands
+read only the country they need, and a second read of unchanged bytes costs a hash.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -34,10 +39,12 @@ from models.countries import ISO_3166_ALPHA2
 from models.domain import Outcome
 from models.errors import ConfigError, ConfigProblem
 from models.safe_yaml import (
+    MAX_BYTES,
     Path_,
     YamlDocument,
     parse_yaml,
     read_yaml,
+    yaml_from_bytes,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -278,14 +285,21 @@ def load_country(path: Path, *, presets: dict[str, PresetDeadline] | None = None
     """Load and check one country file; raises ConfigError listing every problem."""
     if presets is None:
         presets = load_presets(path.resolve().parent.parent)
-    doc = read_yaml(path, display=_display(path))
+    display = _display(path)
+    # Hashed and parsed from the same bytes: a file changed meanwhile cannot be cached wrongly.
+    raw = path.read_bytes() if path.stat().st_size <= MAX_BYTES else None
+    key = None if raw is None else ("file", display, _sha256(raw), _presets_key(presets))
+    cached = _LOADED.get(key)
+    if cached is not None:
+        return cached
+    doc = read_yaml(path, display=display) if raw is None else yaml_from_bytes(raw, file=display)
     config = validate_model(doc, CountryConfig)
     if config is not None:
         doc.problems += list(check_country(config, doc, file_stem=path.stem, presets=presets))
     if doc.problems or config is None:
         raise ConfigError(doc.problems)
     used = {s.preset: presets[s.preset] for r in config.routes for s in r.steps if s.preset}
-    return Routing(config, content_hash(config, used), doc.file, doc.text, used)
+    return _LOADED.put(key, Routing(config, content_hash(config, used), doc.file, doc.text, used))
 
 
 def routing_from_snapshot(snapshot: Mapping[str, Any]) -> Routing:
@@ -297,18 +311,71 @@ def routing_from_snapshot(snapshot: Mapping[str, Any]) -> Routing:
     the routing a case runs on.
     """
     file = str(snapshot["file"])
-    doc = parse_yaml(str(snapshot["yaml_text"]), file=f"{file} (pinned {snapshot['version']})")
+    text = str(snapshot["yaml_text"])
+    stored_presets = dict(snapshot.get("presets") or {})
+    key = (
+        "pinned",
+        f"{file} {snapshot['version']}",
+        _sha256(text.encode()),
+        json.dumps(stored_presets, sort_keys=True, default=str),
+    )
+    cached = _LOADED.get(key)
+    if cached is not None:
+        return cached
+    doc = parse_yaml(text, file=f"{file} (pinned {snapshot['version']})")
     config = validate_model(doc, CountryConfig)
     problems = list(doc.problems)
     used: dict[str, PresetDeadline] = {}
-    for name, value in dict(snapshot.get("presets") or {}).items():
+    for name, value in stored_presets.items():
         try:
             used[name] = PresetDeadline.model_validate(value)
         except ValidationError as exc:
             problems.append(ConfigProblem(doc.file, 1, 1, f"presets.{name}", _first_error(exc)))
     if config is None or problems:
         raise ConfigError(problems)
-    return Routing(config, str(snapshot["version"]), file, str(snapshot["yaml_text"]), used)
+    return _LOADED.put(key, Routing(config, str(snapshot["version"]), file, text, used))
+
+
+class _Loaded:
+    """Routings already loaded in this process, by what they were loaded from (LRU-bounded)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, ...], Routing] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...] | None) -> Routing | None:
+        if key is None:
+            return None
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, ...] | None, routing: Routing) -> Routing:
+        if key is not None:
+            with self._lock:
+                self._items[key] = routing
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        return routing
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_LOADED = _Loaded(size=256)
+
+
+def _sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _presets_key(presets: Mapping[str, PresetDeadline]) -> str:
+    dumped = {k: v.model_dump(mode="json") for k, v in presets.items()}
+    return json.dumps(dumped, sort_keys=True, default=str)
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -319,6 +386,26 @@ def _first_error(exc: ValidationError) -> str:
 
 def country_files(root: Path | None = None) -> list[Path]:
     return sorted(((root or config_root()) / "countries").glob("*.yaml"))
+
+
+def configured_countries(root: Path | None = None) -> list[str]:
+    """The codes of the country files under `<root>/countries`, read from their names."""
+    return [path.stem.upper() for path in country_files(root)]
+
+
+_COUNTRY_CODE = re.compile(r"[A-Za-z]{2}")
+
+
+def load_country_code(country: str, root: Path | None = None) -> Routing | None:
+    """The routing in force for one country, read from its own file alone (`<cc>.yaml`), or
+    None when no such file exists; raises ConfigError when the file does not load."""
+    root = root or config_root()
+    if not _COUNTRY_CODE.fullmatch(country):
+        return None
+    path = root / "countries" / f"{country.lower()}.yaml"
+    if not path.is_file():
+        return None
+    return load_country(path, presets=load_presets(root))
 
 
 def load_available(

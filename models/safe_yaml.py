@@ -6,6 +6,10 @@ anchors or aliases (no alias bombs), no tags, duplicate keys refused, and limits
 and node count. JSON is read by the same loader (JSON is YAML 1.2), so a JSON file gets the
 same limits and the same located messages. The position of every key is kept, so a validator
 can point each problem at its line.
+
+Text is scanned and parsed by libyaml where PyYAML was built with it (ten times faster), and
+composed into nodes in Python either way, so the limits hold on both paths. A text with any
+problem is read again by the pure-Python parser, so every message and position is PyYAML's own.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from models.errors import ConfigProblem
 
@@ -35,16 +42,14 @@ class _Refused(Exception):
         self.message = message
 
 
-class _HardenedLoader(yaml.SafeLoader):
-    """SafeLoader without implicit dates, with YAML 1.2 booleans, and without anchors."""
+class _Hardening:
+    """Anchors, aliases and oversized or overdeep documents refused while composing nodes."""
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._nodes = 0
+    _depth = 0
+    _nodes = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
+        event = self.peek_event()  # type: ignore[attr-defined]
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise _Refused(
                 event.start_mark,
@@ -58,9 +63,14 @@ class _HardenedLoader(yaml.SafeLoader):
         if self._depth > MAX_DEPTH:
             raise _Refused(event.start_mark, f"nested deeper than {MAX_DEPTH} levels: file refused")
         try:
-            return super().compose_node(parent, index)
+            node: yaml.Node | None = super().compose_node(parent, index)  # type: ignore[misc]
+            return node
         finally:
             self._depth -= 1
+
+
+class _HardenedLoader(_Hardening, yaml.SafeLoader):
+    """SafeLoader without implicit dates, with YAML 1.2 booleans, and without anchors."""
 
 
 _DROPPED_TAGS = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool"}
@@ -70,6 +80,34 @@ _HardenedLoader.yaml_implicit_resolvers = {
 }
 _HardenedLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+LOADERS: dict[str, Any] = {"python": _HardenedLoader}
+"""The loaders a text can be read with, fastest last: "python", and "libyaml" where present."""
+
+if getattr(yaml, "__with_libyaml__", False):
+    from yaml._yaml import CParser
+
+    class _HardenedCLoader(_Hardening, Composer, CParser, SafeConstructor, Resolver):
+        """libyaml's scanner and parser under the Python composer, constructor and resolver
+        of `_HardenedLoader`: the same nodes, limits and scalars."""
+
+        yaml_implicit_resolvers = _HardenedLoader.yaml_implicit_resolvers
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+    LOADERS["libyaml"] = _HardenedCLoader
+
+# Texts libyaml and the pure-Python parser may read differently take the Python path: characters
+# PyYAML's reader refuses, tabs, byte-order marks, `?`, and a block scalar's header followed by
+# `#` (libyaml accepts some uses of each that PyYAML refuses or reads otherwise).
+_PYTHON_ONLY = re.compile(
+    "[^\x0a\x0d\x20-\x3e\x40-\x7e\x85\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+    "|[|>][-+0-9]*#"
 )
 
 
@@ -114,15 +152,21 @@ def read_yaml(
     size = path.stat().st_size
     if size > max_bytes:
         return _refused(name, f"file is {size} bytes, over the {max_bytes}-byte limit: refused")
-    raw = path.read_bytes()
+    return yaml_from_bytes(path.read_bytes(), file=name, max_bytes=max_bytes)
+
+
+def yaml_from_bytes(raw: bytes, *, file: str, max_bytes: int = MAX_BYTES) -> YamlDocument:
+    """`read_yaml` on bytes already read (the loader hashes them before parsing)."""
+    if len(raw) > max_bytes:
+        return _refused(file, f"file is {len(raw)} bytes, over the {max_bytes}-byte limit: refused")
     if b"\x00" in raw:
         offset = raw.index(b"\x00")
-        return _refused(name, f"binary data (NUL byte at offset {offset}): not a YAML text file")
+        return _refused(file, f"binary data (NUL byte at offset {offset}): not a YAML text file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return _refused(name, f"not UTF-8 text (bad byte at offset {exc.start}): save as UTF-8")
-    return parse_yaml(text, file=name)
+        return _refused(file, f"not UTF-8 text (bad byte at offset {exc.start}): save as UTF-8")
+    return parse_yaml(text, file=file)
 
 
 def _refused(name: str, message: str) -> YamlDocument:
@@ -131,14 +175,38 @@ def _refused(name: str, message: str) -> YamlDocument:
     return doc
 
 
-def parse_yaml(text: str, *, file: str) -> YamlDocument:
+def parse_yaml(text: str, *, file: str, loader: str | None = None) -> YamlDocument:
+    """Plain data from `text`, with every key's position and every problem located.
+
+    `loader` names one of LOADERS (the tests read each text with both); by default libyaml
+    where present, and PyYAML's pure-Python parser for a text with problems.
+    """
+    if loader is None:
+        if "libyaml" in LOADERS and not _PYTHON_ONLY.search(text):
+            doc = _parse_with(LOADERS["libyaml"], text, file=file)
+            if not doc.problems:
+                return doc
+        loader = "python"
+    return _parse_with(LOADERS[loader], text, file=file)
+
+
+def _parse_with(cls: Any, text: str, *, file: str) -> YamlDocument:
     doc = YamlDocument(file, text, None, {})
-    loader = _HardenedLoader(text)
+    loader = None
     try:
+        # PyYAML's reader checks the characters as it is made: inside the `try`, so that a
+        # control character is a problem reported, not a traceback.
+        loader = cls(text)
         node = loader.get_single_node()
     except _Refused as exc:
         line, col = (exc.mark.line + 1, exc.mark.column + 1) if exc.mark else (1, 1)
         doc.problems.append(ConfigProblem(file, line, col, "", exc.message))
+        return doc
+    except yaml.reader.ReaderError as exc:
+        at = exc.position
+        line, col = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+        problem = f"YAML syntax: unacceptable character #x{exc.character:04x}: {exc.reason}"
+        doc.problems.append(ConfigProblem(file, line, col, "", problem))
         return doc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -149,7 +217,8 @@ def parse_yaml(text: str, *, file: str) -> YamlDocument:
         doc.problems.append(ConfigProblem(file, 1, 1, "", f"YAML syntax: {exc}"))
         return doc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         doc.problems.append(ConfigProblem(file, 1, 1, "", "the file is empty"))
         return doc
@@ -163,7 +232,7 @@ _PLAIN_TAGS: dict[type[yaml.Node], str] = {
 }
 
 
-def _to_data(node: yaml.Node, path: Path_, doc: YamlDocument, loader: _HardenedLoader) -> Any:
+def _to_data(node: yaml.Node, path: Path_, doc: YamlDocument, loader: Any) -> Any:
     doc.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
     if node.tag != _PLAIN_TAGS.get(type(node), node.tag):
         # Never constructed, but not silently dropped either: `!!python/object [..]` is refused.
@@ -201,7 +270,7 @@ def _to_data(node: yaml.Node, path: Path_, doc: YamlDocument, loader: _HardenedL
     return _scalar(node, path, doc, loader)
 
 
-def _scalar(node: yaml.Node, path: Path_, doc: YamlDocument, loader: _HardenedLoader) -> Any:
+def _scalar(node: yaml.Node, path: Path_, doc: YamlDocument, loader: Any) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         doc.problems.append(doc.problem(path, "a key must be plain text, not a list or mapping"))
         return None

@@ -22,7 +22,6 @@ from sqlalchemy import func, select, text
 
 from app.cli import main
 from models.ledger import Event, Ledger, ReferenceCounter, Request, RoutingVersion, Step
-from models.loader import Routing, config_root, load_all
 from tests.samples import intake
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,19 +129,6 @@ class Cli:
         return ran
 
 
-_LOADED: dict[Path, dict[str, Routing]] = {}
-
-
-def load_all_once(root: Path | None = None) -> dict[str, Routing]:
-    """`load_all`, parsed once per configuration folder: every CLI command loads every country
-    file, which costs about a second; the files do not change under a test (a test that edits
-    them writes a new folder), and `validate` below still loads them for real."""
-    folder = (root or config_root()).resolve()
-    if folder not in _LOADED:
-        _LOADED[folder] = load_all(folder)
-    return _LOADED[folder]
-
-
 @pytest.fixture
 def cli(
     database_url: str,
@@ -150,7 +136,6 @@ def cli(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> Iterator[Cli]:
-    monkeypatch.setattr("app.commands.load_all", load_all_once)
     monkeypatch.setenv("ROGATORY_DATABASE_URL", database_url)
     monkeypatch.setenv("ROGATORY_VAR", str(tmp_path / "var"))
     monkeypatch.setenv("ROGATORY_CONFIG_DIR", str(REPO / "config"))

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cached_property
+from functools import cache, cached_property
+from itertools import pairwise
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -19,7 +20,15 @@ import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from models.calendar import Calendar, Duration, SkippedDay, build_calendar
+from models.calendar import (
+    FIRST_YEAR,
+    LAST_YEAR,
+    Calendar,
+    Duration,
+    SkippedDay,
+    _holiday_names,
+    build_calendar,
+)
 from models.calendar_reference import reference_add, reference_business_days_between
 from models.config import WEEKDAYS, CalendarSpec
 from models.errors import CalendarError
@@ -277,7 +286,7 @@ class Facts:
     closures: frozenset[date]
 
 
-@dataclass
+@dataclass(eq=False)
 class Case:
     """A fast calendar, built on first use, and the facts it must agree with."""
 
@@ -409,10 +418,13 @@ def test_authorities_with_the_same_calendar_facts_get_the_same_calendar(group):
     routing = ROUTINGS[country]
     first = routing.calendar(authorities[0])
 
+    days = [date(2000, 1, 1) + timedelta(days=i) for i in range(61 * 366)]
     for authority in authorities[1:]:
         calendar = routing.calendar(authority)
         assert calendar.timezone == first.timezone
-        assert np.array_equal(calendar._open, first._open)
+        assert [calendar.is_business_day(d) for d in days] == [
+            first.is_business_day(d) for d in days
+        ]
 
 
 FIRST, LAST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2061, 1, 1, tzinfo=UTC)
@@ -500,3 +512,91 @@ def test_business_days_between_equals_the_day_by_day_reference(case: Case, raw, 
     want = case.reference_business_days_between(a, b)
 
     assert case.calendar.business_days_between(a, b) == want
+
+
+# -- the years are built lazily, with the answers of the full table --------------------------------
+
+
+def full_table(country: str, subdiv: str | None) -> dict[date, str]:
+    """The holiday table as it was built before years were built lazily: all years at once."""
+    table = holidays_pkg.country_holidays(
+        country, subdiv=subdiv, years=range(FIRST_YEAR, LAST_YEAR + 1)
+    )
+    return {day: str(name) for day, name in table.items()}
+
+
+HOLIDAY_SOURCES = sorted(
+    {(c.facts.holiday_country, c.facts.holiday_subdiv) for c in configured_cases() + EXTRA_CASES}
+    - {(None, None)},
+    key=str,
+)
+
+
+@pytest.mark.parametrize(("country", "subdiv"), HOLIDAY_SOURCES, ids=str)
+def test_holidays_of_each_year_alone_equal_the_full_range_table(country, subdiv):
+    full = full_table(country, subdiv)
+
+    for year in range(FIRST_YEAR, LAST_YEAR + 1):
+        want = {day: name for day, name in full.items() if day.year == year}
+        assert _holiday_names(country, subdiv, year, year) == want, year
+
+
+@cache
+def eager(case: Case) -> Calendar:
+    """The calendar of `case` with every year built up front, from the full table."""
+    facts = case.facts
+    table = (
+        full_table(facts.holiday_country, facts.holiday_subdiv)
+        if facts.holiday_country
+        else case.extra_holidays
+    )
+    built = case.calendar
+    calendar = Calendar(
+        timezone=facts.timezone, weekend=facts.weekend, holidays=table, closures=built._closures
+    )
+    calendar.is_business_day(date(FIRST_YEAR, 1, 1))
+    calendar.is_business_day(date(LAST_YEAR, 12, 31))
+    return calendar
+
+
+def fresh(case: Case) -> Calendar:
+    """A new calendar of `case` with no year built yet (build_calendar's are cached)."""
+    built = case.calendar
+    return Calendar(
+        timezone=built.timezone,
+        weekend=built.weekend,
+        holidays=built._holidays,
+        closures=built._closures,
+    )
+
+
+@pytest.mark.parametrize("case", CASES)
+@settings(max_examples=60, deadline=None)
+@given(raws=st.lists(raw_instants, min_size=2, max_size=5), duration=durations)
+def test_a_calendar_built_year_by_year_answers_as_the_full_table(case: Case, raws, duration):
+    whole, lazy = eager(case), fresh(case)
+    starts = [instant(raw, case.timezone) for raw in raws]
+    first_ranks = lazy.day_and_rank_many(np.array([int(starts[0].timestamp())]))[1]
+
+    for a, b in pairwise(starts):
+        assert lazy.add(a, duration).timestamp() == whole.add(a, duration).timestamp()
+        assert lazy.business_days_between(a, b) == whole.business_days_between(a, b)
+        assert lazy.skipped(a, lazy.add(a, duration)) == whole.skipped(a, whole.add(a, duration))
+    epoch = np.array([int(s.timestamp()) for s in starts], dtype=np.int64)
+    assert lazy.add_many(epoch, duration).tolist() == whole.add_many(epoch, duration).tolist()
+    # Ranks handed out before the calendar grew keep their value: differences stay counts.
+    again = lazy.day_and_rank_many(np.array([int(starts[0].timestamp())]))[1]
+    assert again.tolist() == first_ranks.tolist()
+    lazy_days, lazy_ranks = lazy.day_and_rank_many(epoch)
+    whole_days, whole_ranks = whole.day_and_rank_many(epoch)
+    assert lazy_days.tolist() == whole_days.tolist()
+    assert np.diff(lazy_ranks).tolist() == np.diff(whole_ranks).tolist()
+
+
+def test_a_deadline_in_2026_builds_only_the_years_around_it(el_salvador):
+    calendar = fresh(next(c for c in configured_cases() if c.name.startswith("SV-country")))
+
+    calendar.add(datetime(2026, 12, 23, 15, 0, tzinfo=UTC), "10bd")
+
+    built = calendar._years
+    assert built is not None and built.last - built.first <= 4

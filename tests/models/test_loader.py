@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from models import loader, safe_yaml
 from models.calendar import Duration
 from models.config import PresetDeadline
 from models.errors import ConfigError, ConfigProblem
@@ -36,6 +37,18 @@ BROKEN = Path(__file__).resolve().parent / "broken"
 def at_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
     """Problems name files relative to the current directory; run from the repository root."""
     monkeypatch.chdir(REPO)
+
+
+@pytest.fixture(autouse=True, params=["libyaml", "python"])
+def yaml_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both paths: libyaml (where PyYAML has it) and the pure-Python parser
+    it falls back to; each starts with nothing loaded, so the chosen parser really reads."""
+    if request.param == "python":
+        monkeypatch.setattr(safe_yaml, "LOADERS", {"python": safe_yaml.LOADERS["python"]})
+    elif "libyaml" not in safe_yaml.LOADERS:
+        pytest.skip("PyYAML was built without libyaml here")
+    monkeypatch.setattr(loader, "_LOADED", loader._Loaded(size=256))
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
