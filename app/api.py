@@ -16,7 +16,8 @@
     GET    /api/overdue/{country}            a country's overdue hops
     GET    /api/report                       the audit report (JSON), for the caller's countries
     GET    /api/export-log                   the event log (XES or CSV)
-    GET    /api/health                       liveness, without signing in
+    GET    /api/health                       liveness and the sweep's age, without signing in
+                                             (`?strict=1`: 503 when the sweep is stale)
 
 A caller is identified by an `Authorization: Bearer <token>` header or by the session cookie;
 a cookie-authenticated call that changes anything also carries the session's CSRF token in
@@ -300,9 +301,15 @@ def create_app(
 
     Signed = Annotated[Caller, Depends(caller)]
 
-    @app.get("/api/health", tags=["operations"])
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/api/health", tags=["operations"], response_model=None)
+    def health(strict: bool = False) -> dict[str, Any] | JSONResponse:
+        """Liveness, and whether the clock is swept (its age only); `?strict=1`: 503 when stale."""
+        from app.health import sweep_status
+
+        sweep = sweep_status(ledger, now=clock.now())
+        if strict and sweep["stale"]:
+            return JSONResponse({"status": "stale", "sweep": sweep}, status_code=503)
+        return {"status": "ok", "sweep": sweep}
 
     # -- sessions ---------------------------------------------------------------------------------
 

@@ -179,6 +179,8 @@ def serve(args: argparse.Namespace) -> int:
         temporary_settings,
     )
 
+    from app.health import watch_the_watcher
+
     # Prefect reads its settings at import: hand it the server and poll explicitly.
     updates = {
         PREFECT_API_URL: os.environ["PREFECT_API_URL"],
@@ -186,6 +188,7 @@ def serve(args: argparse.Namespace) -> int:
     }
     try:
         with temporary_settings(updates=updates):
+            watch_the_watcher(watch_every=timedelta(minutes=args.watch_every))
             serve_deployments(watch_every=timedelta(minutes=args.watch_every), limit=args.limit)
     except KeyboardInterrupt:
         print("stopping", flush=True)

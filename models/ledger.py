@@ -295,6 +295,31 @@ class CaseProblem(Base):
     __table_args__ = (UniqueConstraint("reference", "digest"),)
 
 
+class SweepRun(Base):
+    """One clock sweep, as it ended: the watcher's heartbeat (`rogatory health` reads it).
+
+    Kept for a bounded time: each sweep prunes the rows older than the retention it is given.
+    """
+
+    __tablename__ = "sweep_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    rungs_recorded: Mapped[int] = mapped_column(Integer, default=0)
+    alerts_recorded: Mapped[int] = mapped_column(Integer, default=0)
+    """Prescription alerts recorded."""
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    """Cases that could not be swept (recorded as problems; the others went through)."""
+    ran_by: Mapped[str] = mapped_column(String(128))
+    """`flow-run:<id>` for the `watch_clock` flow, `rogatory watch` for the command."""
+    error: Mapped[str | None] = mapped_column(Text)
+    """Why a failed sweep failed."""
+
+    __table_args__ = (Index("ix_sweep_runs_ok_finished", "ok", "finished_at"),)
+
+
 def insert_if_absent(connection: Connection, table: type[Base], row: dict[str, Any]) -> bool:
     """Insert `row` unless a row with the same primary or unique key exists; True if inserted.
 
