@@ -19,18 +19,12 @@ from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from app.cli import emit
-from models.heartbeat import (
-    STALE_AFTER_VARIABLE,
-    WatcherHealth,
-    parse_duration,
-    stale_after_from_env,
-    watcher_health,
-)
 
 if TYPE_CHECKING:
     from prefect.automations import Automation
     from prefect.deployments.runner import RunnerDeployment
 
+    from models.heartbeat import WatcherHealth
     from models.ledger import Ledger
 
 Sub = Any
@@ -38,6 +32,8 @@ STALE_EXIT = 2
 AUTOMATION_NAME = "rogatory-watcher-down"
 DEPLOYMENT_NAME = "watcher-down"
 WATCH_FLOW = "watch_clock"
+STALE_AFTER_VARIABLE = "ROGATORY_WATCHER_STALE_AFTER_S"
+"""Named here too: the parser is built without the ledger's imports (models.heartbeat)."""
 
 
 def register(sub: Sub) -> None:
@@ -57,6 +53,8 @@ def register(sub: Sub) -> None:
 
 
 def _duration(text: str) -> timedelta:
+    from models.heartbeat import parse_duration
+
     try:
         return parse_duration(text)
     except ValueError as exc:
@@ -68,6 +66,7 @@ def _duration(text: str) -> timedelta:
 
 def health(args: argparse.Namespace) -> int:
     from models.clock import clock_from_env
+    from models.heartbeat import stale_after_from_env, watcher_health
     from models.ledger import Ledger
 
     stale_after = args.stale_after or stale_after_from_env()
@@ -157,6 +156,8 @@ def sweep_status(ledger: Ledger, *, now: Any) -> dict[str, Any]:
     """The sweep's age and staleness for the unauthenticated health check: nothing else."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from models.heartbeat import stale_after_from_env, watcher_health
+
     stale_after = stale_after_from_env()
     try:
         with ledger.session() as session:
@@ -231,6 +232,7 @@ def watch_the_watcher(*, watch_every: timedelta) -> None:
     `serve` blocks), so the alarm needs no process of its own. A failure here is reported and
     leaves the watcher itself serving.
     """
+    from models.heartbeat import stale_after_from_env
     from tasks.sweep import watcher_down
 
     within = stale_after_from_env()

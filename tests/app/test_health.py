@@ -195,3 +195,10 @@ def test_the_watcher_down_flow_tells_admin_and_each_coordinator_once_an_hour(
     assert message["title"] == "Watcher down: the clock has not been swept"
     assert "Why: no watch_clock run for 900 s" in message["body"]
     assert "(30 min ago)" in message["body"] and message["type"] == "failure"
+
+
+def test_the_variable_named_in_the_help_is_the_one_the_heartbeat_reads():
+    from app.health import STALE_AFTER_VARIABLE
+    from models.heartbeat import STALE_AFTER_VARIABLE as READ
+
+    assert STALE_AFTER_VARIABLE == READ
