@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "app.demo",
     "app.simulation",
     "app.reporting",
+    "app.health",
 )
 
 

@@ -232,8 +232,8 @@ def watch_the_watcher(*, watch_every: timedelta) -> None:
     `serve` blocks), so the alarm needs no process of its own. A failure here is reported and
     leaves the watcher itself serving.
     """
+    from flows.watcher_down import watcher_down
     from models.heartbeat import stale_after_from_env
-    from tasks.sweep import watcher_down
 
     within = stale_after_from_env()
     if within < timedelta(seconds=10):

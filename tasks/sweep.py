@@ -3,9 +3,10 @@
 The sweep reads each case's pinned routing from the ledger, never the files in force: a country
 file that is being edited (or is broken) stops no alert. A case that cannot be swept is
 recorded as a problem and told once; the others go through. Every sweep, successful or not,
-leaves a heartbeat row (`models.heartbeat`): `rogatory health` reads it, and `watcher_down`, run
-by a Prefect automation when no `watch_clock` run completed for a while, tells the admin and
-every coordinator, once an hour.
+leaves a heartbeat row (`models.heartbeat`): `rogatory health` reads it, and the `watcher_down`
+flow (flows/watcher_down.py), run by a Prefect automation when no `watch_clock` run completed
+for a while, tells the admin and every coordinator through `record_and_send_watcher_down`, once
+an hour.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from prefect import flow, task
+from prefect import task
 
 from models import deliveries, problems
 from models.clock import clock_from_env
@@ -134,13 +135,3 @@ def record_and_send_watcher_down(reason: str) -> dict[str, Any]:
         )
         sent = send_pending(ledger=ledger, now=now, keys=[key])
     return {"key": key, "recorded": new, "sent": sent.sent, "send_failures": sent.failed}
-
-
-@flow(name="watcher_down", log_prints=True)
-def watcher_down(
-    reason: str = "no watch_clock flow run completed within the watcher's threshold",
-) -> dict[str, Any]:
-    """Run by the Prefect automation that watches `watch_clock`: tell who must act, once an hour."""
-    summary = record_and_send_watcher_down(reason)
-    print(summary)
-    return summary

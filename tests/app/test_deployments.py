@@ -141,3 +141,15 @@ def test_a_case_run_carries_its_country_kind_route_and_holder_and_follows_the_ho
         run = client.read_flow_run(UUID(run_id))
     holders = [t for t in run.tags if t.startswith("holder:")]
     assert holders == [t for t in tags if t.startswith("holder:")] != ["holder:fgr"]
+
+
+def test_prefect_deploy_declares_the_watched_watcher_as_a_valid_trigger() -> None:
+    from pydantic import TypeAdapter
+    from prefect.events.schemas.deployment_triggers import DeploymentTriggerTypes
+
+    (watcher,) = [d for d in PREFECT_YAML["deployments"] if d["name"] == "watcher-down"]
+    assert watcher["entrypoint"] == "flows/watcher_down.py:watcher_down"
+    trigger = TypeAdapter(DeploymentTriggerTypes).validate_python(watcher["triggers"][0])
+    assert trigger.posture == "Proactive"
+    assert trigger.expect == {"prefect.flow-run.Completed"}
+    assert trigger.within.total_seconds() == 900
