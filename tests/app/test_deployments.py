@@ -144,8 +144,8 @@ def test_a_case_run_carries_its_country_kind_route_and_holder_and_follows_the_ho
 
 
 def test_prefect_deploy_declares_the_watched_watcher_as_a_valid_trigger() -> None:
-    from pydantic import TypeAdapter
     from prefect.events.schemas.deployment_triggers import DeploymentTriggerTypes
+    from pydantic import TypeAdapter
 
     (watcher,) = [d for d in PREFECT_YAML["deployments"] if d["name"] == "watcher-down"]
     assert watcher["entrypoint"] == "flows/watcher_down.py:watcher_down"
