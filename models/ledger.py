@@ -166,11 +166,15 @@ class Step(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(128))
     snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     """No rung fires before this instant (a coordinator's snooze, with a reason on the record)."""
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the sweep first recorded a rung of the hop's ladder (NULL: none fired yet): the
+    escalation board reads only the open hops that have one, through an index."""
 
     __table_args__ = (
         UniqueConstraint("request_id", "hop"),
         Index("ix_steps_next_rung_at", "next_rung_at"),
         Index("ix_steps_holder_open", "country", "holder", "closed_at"),
+        Index("ix_steps_open_fired", "closed_at", "fired_at"),
     )
 
 

@@ -142,6 +142,7 @@ def sweep_rungs(
     moot: list[Notice] = []
     kept: dict[int, str] = {}
     moves: list[tuple[Any, ...]] = []
+    fired: list[tuple[Any, ...]] = []
     failures: list[Failure] = []
     worked: set[str] = set()
     for row in rows:
@@ -163,6 +164,7 @@ def sweep_rungs(
             notices.append(due[-1])
             moot += due[:-1]
             kept[row.id] = due[-1].key
+            fired.append((bind.instant(now), row.id))
         # Compare-and-set on the pointer as read (raw, so it matches exactly): a concurrent
         # sweep that moved the hop first wins, and this one's deliveries are duplicates. An
         # acknowledgement or a snooze recorded meanwhile wins too: its ladder is the newer.
@@ -188,6 +190,11 @@ def sweep_rungs(
             f"WHERE id = {bind.mark} AND next_rung_at = {bind.mark} "
             f"AND acknowledged_at {same} {bind.mark} AND snoozed_until {same} {bind.mark}",
             moves,
+        )
+    if fired:  # the escalation board reads the open hops whose ladder has fired, by index
+        connection.exec_driver_sql(
+            f"UPDATE steps SET fired_at = {bind.mark} WHERE id = {bind.mark} AND fired_at IS NULL",
+            fired,
         )
     return SweepResult(len(rows), created, len(notices) - created, superseded, failures, worked)
 

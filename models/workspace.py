@@ -128,7 +128,8 @@ def escalation_board(
             Step.assigned_to,
         )
         .join(Request, Step.request_id == Request.id)
-        .where(Step.closed_at.is_(None))
+        # Only the open hops whose ladder has fired (ix_steps_open_fired), not every open hop.
+        .where(Step.closed_at.is_(None), Step.fired_at.is_not(None))
     )
     if countries is not None:
         query = query.where(Step.country.in_(countries))

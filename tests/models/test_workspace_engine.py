@@ -3,6 +3,7 @@ escalation, and the views built on them (one's own work, the escalation board)."
 
 from __future__ import annotations
 
+import importlib
 import json
 import tempfile
 from datetime import UTC, date, datetime, timedelta
@@ -10,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from models import engine, identity
 from models.clock import FixedClock
@@ -445,3 +446,26 @@ def test_a_snooze_is_accepted_for_a_later_day_only_and_no_rung_fires_before_it(r
         assert _sweep(ledger, routings, start - timedelta(seconds=1)) == 0
         late = _sweep(ledger, routings, start + timedelta(days=20))
         assert late == 1, "twenty days after the snooze the repeating escalation is due again"
+
+
+def test_the_board_reads_the_hops_whose_ladder_fired_and_the_upgrade_marks_earlier_ones(
+    ledger, routings
+):
+    clock = FixedClock(OPENED)
+    quiet = _register(ledger, routings, clock)
+    fired = _register(ledger, routings, clock)
+    _run(ledger, routings, clock, "withdraw", reference=quiet)
+    assert _sweep(ledger, routings, AFTER_ESCALATION) == 1
+    assert _hop(ledger, fired).fired_at == AFTER_ESCALATION
+    with ledger.session() as session:
+        board = escalation_board(session, countries=["SV"], now=AFTER_ESCALATION)
+    assert [i.reference for i in board] == [fired]
+
+    # A ledger swept before migration 0006: its fired hops are found from their rungs.
+    migration = importlib.import_module("models.migrations.versions.0006_fired_hops")
+    with ledger.engine.begin() as connection:
+        connection.execute(update(Step).values(fired_at=None))
+        migration.mark_fired_hops(connection)
+    assert _hop(ledger, quiet).fired_at is None
+    assert _hop(ledger, fired).fired_at is not None
+    assert _hop(ledger, fired).fired_at <= AFTER_ESCALATION
