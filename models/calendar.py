@@ -221,7 +221,12 @@ class Calendar:
     def _index(self, instant: datetime) -> tuple[_Years, int]:
         if instant.tzinfo is None:
             raise CalendarError(f"{instant.isoformat()} has no timezone: pass an aware datetime")
-        found = self._locate(instant.timestamp())
+        ts = instant.timestamp()
+        years = self._years
+        # The hot path (the engine, the simulator): the years are built already.
+        if years is not None and years.start <= ts < years.end:
+            return years, bisect_right(years.midnight, ts) - 1
+        found = self._locate(ts)
         if found is None:
             raise CalendarError(
                 f"{instant.isoformat()} is outside this calendar's range "
@@ -252,11 +257,10 @@ class Calendar:
         target = self._target(years, i, d)
         if target is None:
             raise CalendarError(f"{d} from {start.isoformat()} runs past {self.last.year}")
-        years, day = target
-        return datetime.fromtimestamp(years.eod[day], self.tz)
+        return datetime.fromtimestamp(target, self.tz)
 
-    def _target(self, years: _Years, i: int, d: Duration) -> tuple[_Years, int] | None:
-        """The day index `d` after day `i` (whose end is the deadline), in tables holding it."""
+    def _target(self, years: _Years, i: int, d: Duration) -> int | None:
+        """The end (UTC epoch seconds) of the day `d` after day `i`: the deadline."""
         while True:
             if d.unit == "d":
                 target = i + d.amount
@@ -264,7 +268,7 @@ class Calendar:
                 k = years.rank[i] + d.amount - 1
                 target = years.bdays[k] if k < len(years.bdays) else len(years.eod)
             if target < len(years.eod):
-                return years, target
+                return years.eod[target]
             grown = self._later(years, i, d.amount if d.unit == "d" else d.amount * 7 // 5)
             if grown is None:
                 return None
@@ -274,21 +278,25 @@ class Calendar:
         """`add` on UTC epoch seconds, for hot paths that need no datetime objects."""
         if duration.unit == "h":
             return int(start) + 3600 * duration.amount
-        found = self._locate(start)
-        if found is None:
-            raise CalendarError(f"epoch {start} is outside this calendar's range")
-        years, (i,) = found
+        years = self._years
+        if years is not None and years.start <= start < years.end:
+            i = bisect_right(years.midnight, start) - 1
+        else:
+            found = self._locate(start)
+            if found is None:
+                raise CalendarError(f"epoch {start} is outside this calendar's range")
+            years, (i,) = found
         target = self._target(years, i, duration)
         if target is None:
             raise CalendarError(f"{duration} from epoch {start} runs past {self.last.year}")
-        years, day = target
-        return years.eod[day]
+        return target
 
     def business_days_between(self, a: datetime, b: datetime) -> int:
         """Business days after a's local date up to and including b's (negative if b < a)."""
-        self._index(a)
-        years, (i, j) = self._pair(a, b)
-        return years.rank[j] - years.rank[i]
+        at_a, i = self._index(a)
+        at_b, j = self._index(b)
+        # Ranks keep their values as the tables grow, so two tables' ranks still subtract.
+        return (at_b.rank[j] + at_b.offset) - (at_a.rank[i] + at_a.offset)
 
     def _pair(self, a: datetime, b: datetime) -> tuple[_Years, list[int]]:
         self._index(b)  # refuses a naive or out-of-range instant with its own message
