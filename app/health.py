@@ -10,10 +10,7 @@ coordinator through apprise, once an hour.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextvars
 import sys
-import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
@@ -269,6 +266,10 @@ def watch_the_watcher(*, watch_every: timedelta) -> None:
 
 
 def _serve_in_background(deployment: RunnerDeployment) -> None:
+    import asyncio
+    import contextvars
+    import threading
+
     from prefect.runner import Runner
 
     async def serve() -> None:
