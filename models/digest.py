@@ -22,7 +22,7 @@ from models.engine import Routings
 from models.ledger import Delivery, Request, RoutingVersion, Step
 from models.loader import Routing
 from models.notices import Notice, Severity, case_link
-from models.queries import InboxItem, _item, _urgency
+from models.queries import InboxItem, _item, _urgency, open_hop_rows
 from models.sweep import DEFAULT_SLACK_THRESHOLDS
 from models.workspace import BoardItem, escalation_board, owed
 
@@ -166,27 +166,7 @@ def _open_items(
     session: Session, routings: Routings, country: str, now: datetime
 ) -> list[InboxItem]:
     """The country's open hops, each read with its case's pinned routing, most urgent first."""
-    rows = session.execute(
-        select(
-            Request.reference,
-            Request.routing_version,
-            Step.hop,
-            Step.route_step,
-            Step.holder,
-            Step.opened_at,
-            Step.due_at,
-            Step.stopped_since,
-            Request.prescription_date,
-            Request.urgent,
-            Request.route_id,
-            Request.kind,
-            Request.direction,
-            Request.counterpart,
-            Step.assigned_to,
-        )
-        .join(Request, Step.request_id == Request.id)
-        .where(Step.country == country, Step.closed_at.is_(None))
-    ).all()
+    rows = open_hop_rows(session, Step.country == country)
     items = [_item(row, routings.pinned(session, row.routing_version), now) for row in rows]
     return sorted(items, key=_urgency)
 

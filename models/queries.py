@@ -172,32 +172,41 @@ class InboxItem:
     """The officer of the authority working the hop, if someone claimed or was given it."""
 
 
-def _open_hops(session: Session, *, country: str, holder: str | None) -> list[Any]:
-    """The open hops of a country (or of one holder), only the columns an inbox item reads:
+_ITEM_COLUMNS = (
+    Request.reference,
+    Request.country,
+    Request.routing_version,
+    Step.hop,
+    Step.route_step,
+    Step.holder,
+    Step.opened_at,
+    Step.due_at,
+    Step.stopped_since,
+    Request.prescription_date,
+    Request.urgent,
+    Request.route_id,
+    Request.kind,
+    Request.direction,
+    Request.counterpart,
+    Step.assigned_to,
+)
+
+
+def open_hop_rows(session: Session, *where: Any) -> list[Any]:
+    """The open hops matching `where`, only the columns an inbox item reads (`_item`):
     thousands of full ORM objects would cost ten times the query."""
     query = (
-        select(
-            Request.reference,
-            Step.hop,
-            Step.route_step,
-            Step.holder,
-            Step.opened_at,
-            Step.due_at,
-            Step.stopped_since,
-            Request.prescription_date,
-            Request.urgent,
-            Request.route_id,
-            Request.kind,
-            Request.direction,
-            Request.counterpart,
-            Step.assigned_to,
-        )
+        select(*_ITEM_COLUMNS)
         .join(Request, Step.request_id == Request.id)
-        .where(Step.country == country, Step.closed_at.is_(None))
+        .where(Step.closed_at.is_(None), *where)
     )
-    if holder is not None:
-        query = query.where(Step.holder == holder)
     return list(session.execute(query).all())
+
+
+def _open_hops(session: Session, *, country: str, holder: str | None) -> list[Any]:
+    """The open hops of a country, or of one holder."""
+    mine = [Step.holder == holder] if holder is not None else []
+    return open_hop_rows(session, Step.country == country, *mine)
 
 
 def _item(row: Any, routing: Routing, now: datetime) -> InboxItem:

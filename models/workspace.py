@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from models.engine import Routings, rung_due
 from models.ledger import Request, Step
 from models.notices import SEVERITY, Severity
-from models.queries import InboxItem, _item, _urgency
+from models.queries import InboxItem, _item, _urgency, open_hop_rows
 
 _SEVERITY_ORDER: dict[str, int] = {"failure": 0, "warning": 1, "info": 2}
 
@@ -42,28 +42,7 @@ def my_work(
 ) -> list[InboxItem]:
     """The open hops assigned to `officer`, in every country, most urgent first; with `serves`,
     only those of the authorities (country, authority) it accepts."""
-    rows = session.execute(
-        select(
-            Request.reference,
-            Request.country,
-            Request.routing_version,
-            Step.hop,
-            Step.route_step,
-            Step.holder,
-            Step.opened_at,
-            Step.due_at,
-            Step.stopped_since,
-            Request.prescription_date,
-            Request.urgent,
-            Request.route_id,
-            Request.kind,
-            Request.direction,
-            Request.counterpart,
-            Step.assigned_to,
-        )
-        .join(Request, Step.request_id == Request.id)
-        .where(Step.assigned_to == officer, Step.closed_at.is_(None))
-    ).all()
+    rows = open_hop_rows(session, Step.assigned_to == officer)
     items = [
         _item(row, routings.pinned(session, row.routing_version), now)
         for row in rows
