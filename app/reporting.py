@@ -112,7 +112,8 @@ def _export_log(sub: Sub) -> None:
     p = sub.add_parser(
         "export-log",
         help="event log for process mining (ProM, PM4Py, Celonis): a start and a complete "
-        "event per hop",
+        "event per hop, its activity named for country, route, step and holder "
+        "(SV mla-outgoing: court @ csj)",
     )
     p.add_argument("--format", choices=["xes", "csv"], default="xes")
     p.add_argument("--out", type=Path, required=True, help="file to write")

@@ -99,7 +99,7 @@ def test_an_open_hop_has_a_start_and_no_complete(played, tmp_path):
     transmit = [e for e in events if e["case"] == refs["A"] and e["hop"] == "3"]
     assert [
         (e["concept:name"], e["lifecycle:transition"], e["org:resource"]) for e in transmit
-    ] == [("transmit @ mjsp", "start", "mjsp")]
+    ] == [("SV mla-outgoing: transmit @ mjsp", "start", "mjsp")]
     refused = [e for e in events if e["case"] == refs["D"] and e.get("outcome")]
     assert [e["outcome"] for e in refused] == ["forwarded", "refused"]
 
