@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -604,32 +603,6 @@ def last_holder(session: Session, reference: str) -> LastHolder:
         .where(Request.reference == reference)
     ).one()
     return LastHolder(*row)
-
-
-def hop_rows(session: Session, *, filters: Any, chunk: int = 50_000) -> Iterator[tuple[Any, ...]]:
-    """Every hop of the cases `filters` selects, case by case, hop by hop, streamed: reference,
-    country, route, hop, step, holder, opened, closed, outcome."""
-    from models.metrics import case_conditions
-
-    query = (
-        select(
-            Request.reference,
-            Request.country,
-            Request.route_id,
-            Step.hop,
-            Step.route_step,
-            Step.holder,
-            Step.opened_at,
-            Step.closed_at,
-            Step.outcome,
-        )
-        .join(Request, Request.id == Step.request_id)
-        .where(*case_conditions(filters))
-        .order_by(Step.request_id, Step.hop)
-    )
-    result = session.execute(query, execution_options={"yield_per": chunk})
-    for part in result.partitions():
-        yield from (tuple(row) for row in part)
 
 
 @dataclass(frozen=True)

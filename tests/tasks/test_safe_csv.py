@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +86,6 @@ def test_report_csv_quotes_formulas_from_config_names_and_keeps_numbers(tmp_path
 
 
 def test_event_log_csv_quotes_formulas_in_step_holder_and_route_names():
-    opened = datetime(2026, 2, 2, 15, tzinfo=UTC)
     hop = HopRecord(
         reference="SV-2026-000001",
         country="SV",
@@ -95,7 +93,7 @@ def test_event_log_csv_quotes_formulas_in_step_holder_and_route_names():
         hop=1,
         step="+review",
         holder="@csj",
-        opened_at=opened,
+        opened_at="2026-02-02T15:00:00.000000+00:00",
         closed_at=None,
         outcome=None,
     )
@@ -104,7 +102,7 @@ def test_event_log_csv_quotes_formulas_in_step_holder_and_route_names():
     stream.seek(0)
     rows = list(csv.DictReader(stream))
     assert (rows[0]["activity"], rows[0]["resource"], rows[0]["route"], rows[0]["hop"]) == (
-        "'+review @ @csj",
+        "SV =route: +review @ @csj",
         "'@csj",
         "'=route",
         "1",
