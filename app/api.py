@@ -163,6 +163,18 @@ def sign_in_with_password(
     return me, secret, csrf
 
 
+def sign_out_session(
+    ledger: Ledger, request: Request, response: Response, *, name: str, now: datetime
+) -> None:
+    """Close the request's session (if it came with one), log it, and drop its cookie."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        with ledger.transaction() as session:
+            identity.close_session(session, cookie, now=now)
+            identity.log(session, "signed_out", now=now, account=name)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+
+
 # -- bodies -------------------------------------------------------------------------------------
 
 
@@ -333,12 +345,7 @@ def create_app(
 
     @app.delete("/api/session", tags=["sessions"], status_code=204)
     def sign_out(request: Request, response: Response, me: Signed) -> None:
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie:
-            with ledger.transaction() as session:
-                identity.close_session(session, cookie, now=clock.now())
-                identity.log(session, "signed_out", now=clock.now(), account=me.name)
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        sign_out_session(ledger, request, response, name=me.name, now=clock.now())
 
     # -- cases ------------------------------------------------------------------------------------
 

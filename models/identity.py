@@ -534,3 +534,39 @@ def officers(session: Session, *, country: str, authority: str) -> list[tuple[st
         .order_by(Account.name)
     ).all()
     return [(r.name, r.display_name) for r in rows]
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """An API token as an admin sees it: never its secret, which the ledger does not hold."""
+
+    id: int
+    account: str
+    label: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    def state(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expires_at <= now else "live"
+
+
+def tokens(session: Session, *, account: str | None = None) -> list[TokenRow]:
+    """Every token (of one account), revoked and expired ones included, newest last."""
+    query = select(
+        ApiToken.id,
+        Account.name,
+        ApiToken.label,
+        ApiToken.scopes,
+        ApiToken.created_at,
+        ApiToken.expires_at,
+        ApiToken.last_used_at,
+        ApiToken.revoked_at,
+    ).join(Account, Account.id == ApiToken.account_id)
+    if account is not None:
+        query = query.where(Account.name == account)
+    return [TokenRow(*row) for row in session.execute(query.order_by(ApiToken.id))]

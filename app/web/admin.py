@@ -16,8 +16,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from app.web.pages import Pages, Visitor, see_other
 from models import identity
@@ -32,42 +30,6 @@ SECRET_KEPT_FOR = timedelta(minutes=5)
 SCOPES = {"read": [Scope.READ], "read write": [Scope.READ, Scope.WRITE]}
 """The token scopes an admin chooses from, as the command line offers them (--read-only)."""
 DONE = ("created", "granted", "deactivated", "revoked")
-
-
-@dataclass(frozen=True)
-class TokenRow:
-    """An API token as an admin sees it: never its secret, which the ledger does not hold."""
-
-    id: int
-    account: str
-    label: str
-    scopes: list[str]
-    created_at: datetime
-    expires_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
-
-    def state(self, now: datetime) -> str:
-        if self.revoked_at is not None:
-            return "revoked"
-        return "expired" if self.expires_at <= now else "live"
-
-
-def tokens(session: Session, *, account: str | None = None) -> list[TokenRow]:
-    """Every token (of one account), revoked and expired ones included, newest last."""
-    query = select(
-        ApiToken.id,
-        identity.Account.name,
-        ApiToken.label,
-        ApiToken.scopes,
-        ApiToken.created_at,
-        ApiToken.expires_at,
-        ApiToken.last_used_at,
-        ApiToken.revoked_at,
-    ).join(identity.Account, identity.Account.id == ApiToken.account_id)
-    if account is not None:
-        query = query.where(identity.Account.name == account)
-    return [TokenRow(*row) for row in session.execute(query.order_by(ApiToken.id))]
 
 
 class Secrets:
@@ -167,7 +129,7 @@ def add_admin_pages(app: FastAPI, pages: Pages) -> None:
     ) -> Response:
         with service.ledger.session() as session:
             found = identity.accounts(session)
-            every_token = tokens(session)
+            every_token = identity.tokens(session)
         return pages.render(
             request,
             "admin.html",
@@ -198,7 +160,7 @@ def add_admin_pages(app: FastAPI, pages: Pages) -> None:
             except AccountError as missing:
                 raise NotFound(str(missing)) from None
             grants = identity.grants_of(session, found.id)
-            own = tokens(session, account=name)
+            own = identity.tokens(session, account=name)
             shown = {
                 "name": found.name,
                 "display_name": found.display_name,
@@ -272,11 +234,12 @@ def add_admin_pages(app: FastAPI, pages: Pages) -> None:
         try:
             with service.ledger.transaction() as session:
                 found = identity.account(session, name)
-                given = grant_from(form)
-                if given in identity.grants_of(session, found.id):
-                    raise AccountError(f"{name} already holds the role {given}")
                 identity.add_grant(
-                    session, account=found, grant=given, now=service.clock.now(), actor=visitor.name
+                    session,
+                    account=found,
+                    grant=grant_from(form),
+                    now=service.clock.now(),
+                    actor=visitor.name,
                 )
         except AccountError as refused:
             why = Refusal("grant", str(refused), field_of(str(refused)))

@@ -19,7 +19,7 @@ from fastapi import FastAPI, Form, Query, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
-from app.api import SESSION_COOKIE, set_session_cookie, sign_in_with_password
+from app.api import set_session_cookie, sign_in_with_password, sign_out_session
 from app.web import forms
 from app.web.i18n import LANG_COOKIE, LANGUAGES
 from app.web.pages import Pages, SignInFirst, Visitor, safe_next, see_other
@@ -93,13 +93,10 @@ def add_clerk_pages(app: FastAPI, pages: Pages) -> None:
     async def logout(request: Request) -> Response:
         visitor = pages.visitor(request)
         await pages.form(request, visitor)
-        cookie = request.cookies.get(SESSION_COOKIE, "")
-        now = service.clock.now()
-        with service.ledger.transaction() as session:
-            identity.close_session(session, cookie, now=now)
-            identity.log(session, "signed_out", now=now, account=visitor.name)
         response = see_other("/login")
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        sign_out_session(
+            service.ledger, request, response, name=visitor.name, now=service.clock.now()
+        )
         return response
 
     @app.get("/language/{code}", include_in_schema=False)
