@@ -278,6 +278,9 @@ def _timeline_text(view: Any) -> str:
             f"{closed:<10} {h.business_days:>4} {h.calendar_days:>4} {h.days_late:>4} "
             f"{h.stopped_business_days:>4}  {decision}"
         )
+    if view.prescription_rules:
+        lines += ["", "the limitation rules applied:"]
+        lines += [f"  {rule}" for rule in view.prescription_rules]
     if len(view.prescription_history) > 1:
         lines += ["", "why the prescription date moved:"]
         lines += [

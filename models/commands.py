@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from models import engine
 from models.clock import Clock
 from models.documents import MAX_DOCUMENT_BYTES, DocumentKind
-from models.domain import DelayCause, Outcome, RefusalGround
+from models.domain import DelayCause, Outcome, RefusalGround, RequestMaker
 from models.engine import Result, Routings
 from models.prescription import EventKind
 
@@ -168,7 +168,25 @@ class Record(CaseCommand):
     event: EventKind
     on: Annotated[date, Field(description="The day it happened")]
     request_abroad: Annotated[
-        str | None, Field(max_length=120, description="Which request abroad it concerns")
+        str | None,
+        Field(
+            max_length=120,
+            description="Which request abroad it concerns; required when several are pending",
+        ),
+    ] = None
+    applied_on: Annotated[
+        date | None,
+        Field(
+            description="suspension_ordered under 18 U.S.C. § 3292: the day the application "
+            "was filed (it must precede expiry; required for US cases)"
+        ),
+    ] = None
+    by: Annotated[
+        RequestMaker | None,
+        Field(
+            description="request_sent_abroad: who made it (StGB § 78c(1) Nr. 12 counts a "
+            "judge's request only; required where that rule applies)"
+        ),
     ] = None
     note: Note | None = None
 

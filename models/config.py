@@ -8,6 +8,7 @@ Rules that span several fields (holders exist, steps are reachable, loops have a
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -280,13 +281,55 @@ class PrescriptionPeriod(Strict):
     """Absolute cap, in years from the offence date (e.g. CPP art. 9-1: 12 for hidden délits)."""
     cap_factor: Annotated[float | None, Field(ge=1, le=10)] = None
     """Cap as a multiple of the period (StGB § 78c(3): 2; c.p. art. 161: 1.5)."""
+    offences_from: date | None = None
+    """The first offence date this period applies to (a reform that lengthened it)."""
+    offences_until: date | None = None
+    """The last offence date this period applies to (the period a later reform replaced)."""
     source: str | None = None
+
+    def applies_to(self, offence_date: date) -> bool:
+        return _within(offence_date, self.offences_from, self.offences_until)
+
+
+class PrescriptionRule(Strict):
+    """A named effect and the offences it applies to: a reform binds only later offences."""
+
+    rule: PrescriptionEffect
+    offences_from: date | None = None
+    offences_until: date | None = None
+    source: str | None = None
+    """The law that brought the rule in or ended it (e.g. "L. 103/2017 art. 1(11), (15)")."""
+
+    def applies_to(self, offence_date: date) -> bool:
+        return _within(offence_date, self.offences_from, self.offences_until)
+
+
+def _within(day: date, first: date | None, last: date | None) -> bool:
+    return (first is None or first <= day) and (last is None or day <= last)
+
+
+def _rule_from_name(value: Any) -> Any:
+    # `effects: [us-3292]`, the form every routing pinned before dated rules, still loads.
+    return {"rule": value} if isinstance(value, str) else value
+
+
+def _rule_as_written(rule: PrescriptionRule) -> Any:
+    # A rule without dates dumps as its bare name, so the routing versions of files that did
+    # not change keep their content hash.
+    written = rule.model_dump(mode="json", exclude_none=True)
+    return rule.rule.value if written.keys() == {"rule"} else written
 
 
 class Prescription(Strict):
     periods: Annotated[list[PrescriptionPeriod], Field(min_length=1)]
-    effects: list[PrescriptionEffect] = []
-    """How requests abroad suspend or interrupt the period."""
+    effects: list[
+        Annotated[
+            PrescriptionRule,
+            BeforeValidator(_rule_from_name),
+            PlainSerializer(_rule_as_written),
+        ]
+    ] = []
+    """How requests abroad suspend or interrupt the period, with the offences each applies to."""
 
 
 class CountryConfig(Strict):

@@ -131,6 +131,14 @@ class PrescriptionEffect(StrEnum):
     FR_9 = "fr-9"  # CPP arts. 9-1 to 9-3: discovery start, interruption, suspension
 
 
+class RequestMaker(StrEnum):
+    """Who made a request abroad: StGB § 78c(1) Nr. 12 counts only a judge's request."""
+
+    JUDGE = "judge"
+    PROSECUTOR = "prosecutor"
+    POLICE = "police"
+
+
 class PrescriptionStart(StrEnum):
     OFFENCE_DATE = "offence_date"
     DISCOVERY_DATE = "discovery_date"

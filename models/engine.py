@@ -22,7 +22,14 @@ from sqlalchemy.orm import Session
 from models.calendar import Calendar, Duration
 from models.clock import Clock
 from models.config import Route, Rung
-from models.domain import DelayCause, OffenceCategory, Outcome, RefusalGround
+from models.domain import (
+    DelayCause,
+    OffenceCategory,
+    Outcome,
+    PrescriptionEffect,
+    RefusalGround,
+    RequestMaker,
+)
 from models.errors import (
     CommandRejected,
     Conflict,
@@ -35,11 +42,14 @@ from models.ledger import Request, RoutingVersion, canonical
 from models.loader import Routing, routing_from_snapshot
 from models.notices import opened_notice
 from models.prescription import (
+    KOZENY,
     EventKind,
     PrescriptionEvent,
     PrescriptionResult,
     period_for,
     prescription_date,
+    request_meant,
+    rules_in_force,
 )
 from models.store import Case, CaseStore, Hop
 
@@ -444,7 +454,9 @@ def compute_prescription(
     rules = routing.config.prescription
     if rules is None:
         return None
-    period = period_for(rules, OffenceCategory(case.offence_category))
+    period = period_for(
+        rules, OffenceCategory(case.offence_category), offence_date=case.offence_date
+    )
     if period is None:
         return None
     return prescription_date(
@@ -1065,12 +1077,21 @@ def record(
     event: EventKind | str,
     on: date,
     request_abroad: str | None = None,
+    applied_on: date | None = None,
+    by: RequestMaker | str | None = None,
     note: str | None = None,
     actor: str = SYSTEM,
     idempotency_key: str | None = None,
 ) -> Result:
-    """Record a prescription-relevant fact and recompute the case's prescription date."""
+    """Record a prescription-relevant fact and recompute the case's prescription date.
+
+    Refused, with nothing written, when the event lacks what its rule needs: the application
+    day of a § 3292 order, who made a request abroad under § 78c, or which request an answer
+    or order belongs to while several are pending.
+    """
     store = CaseStore.of(session)
+    # The later fields join the digest only when given, so an old command's key still matches.
+    later = {"applied_on": applied_on and applied_on.isoformat(), "by": by and str(by)}
     digest = _digest(
         idempotency_key,
         cmd="record",
@@ -1078,6 +1099,7 @@ def record(
         event=str(event),
         on=on.isoformat(),
         request=request_abroad,
+        **{k: v for k, v in later.items() if v is not None},
     )
     replay = _replay(store, idempotency_key, digest)
     if replay is not None:
@@ -1093,8 +1115,50 @@ def record(
         raise CommandRejected(f"--on {on} is in the future: record what happened")
     if on < case.offence_date:
         raise CommandRejected(f"--on {on} is before the offence date {case.offence_date}")
+    maker = None if by is None else _code(RequestMaker, by, "by")
+    if applied_on is not None and kind is not EventKind.SUSPENSION_ORDERED:
+        raise CommandRejected(f"--applied-on is the day a suspension was applied for, not a {kind}")
+    if applied_on is not None and applied_on > on:
+        raise CommandRejected(
+            f"--applied-on {applied_on} is after the order on {on}: "
+            "an order follows its application"
+        )
+    if maker is not None and kind is not EventKind.REQUEST_SENT_ABROAD:
+        raise CommandRejected(f"--by says who made a request sent abroad, not a {kind}")
+    rules = routing.config.prescription
+    in_force = (
+        rules_in_force(rules.effects, offence_date=case.offence_date)[0] if rules else frozenset()
+    )
+    if (
+        kind is EventKind.SUSPENSION_ORDERED
+        and applied_on is None
+        and PrescriptionEffect.US_3292 in in_force
+    ):
+        raise CommandRejected(
+            f"{reference}: give --applied-on, the day the United States applied for this "
+            "suspension order: under 18 U.S.C. § 3292 the suspension counts only if the "
+            f"application was filed before the limitation period ran out ({KOZENY}); the order "
+            "itself may come later. Record --on <day of the order> --applied-on <day of the "
+            "application>"
+        )
+    if (
+        kind is EventKind.REQUEST_SENT_ABROAD
+        and maker is None
+        and PrescriptionEffect.DE_78C in in_force
+    ):
+        raise CommandRejected(
+            f"{reference}: give --by judge, prosecutor or police, who made this request abroad: "
+            'under StGB § 78c(1) Nr. 12 only a judge\'s request ("jedes richterliche Ersuchen") '
+            "interrupts the limitation period"
+        )
+    try:
+        request_abroad = request_meant(kind, request_abroad, store.prescription_events(case), on=on)
+    except ValueError as exc:
+        raise CommandRejected(f"{reference}: {exc}") from exc
     before = case.prescription_date
-    store.prescription_events(case).append(PrescriptionEvent(kind, on, request_abroad))
+    store.prescription_events(case).append(
+        PrescriptionEvent(kind, on, request_abroad, applied_on=applied_on, by=maker)
+    )
     result = compute_prescription(store, case, routing, as_of=now.date())
     store.prescription_events(case).pop()  # `append` below records it for good
     summary = _set_prescription(case, result)
@@ -1107,6 +1171,7 @@ def record(
             "event": kind.value,
             "on": on.isoformat(),
             "request": request_abroad,
+            **{k: v for k, v in later.items() if v is not None},
             "note": note,
             "before": before.isoformat() if before else None,
             "after": summary,

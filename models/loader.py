@@ -31,6 +31,8 @@ from models.config import (
     WEEKDAYS,
     CalendarSpec,
     CountryConfig,
+    PrescriptionPeriod,
+    PrescriptionRule,
     Preset,
     PresetDeadline,
     Route,
@@ -669,16 +671,22 @@ def _check_contacts(config: CountryConfig, doc: YamlDocument) -> Iterator[Config
 def _check_prescription(config: CountryConfig, doc: YamlDocument) -> Iterator[ConfigProblem]:
     if config.prescription is None:
         return
-    seen: dict[str, int] = {}
-    for p, period in enumerate(config.prescription.periods):
+    # Several periods (or entries of one rule) may name one offence when a reform changed the
+    # law: their offence dates must then not overlap, so exactly one applies to any offence.
+    periods = config.prescription.periods
+    for p, period in enumerate(periods):
         at: Path_ = ("prescription", "periods", p)
+        yield from _check_offence_dates(period, at, doc)
         for offence in period.offences:
-            if offence in seen:
-                yield doc.problem(
-                    (*at, "offences"),
-                    f"offence {str(offence)!r} already has a period in periods[{seen[offence]}]",
-                )
-            seen.setdefault(offence, p)
+            earlier = [q for q in range(p) if offence in periods[q].offences]
+            clash = next((q for q in earlier if _overlap(periods[q], period)), None)
+            if clash is None:
+                continue
+            yield doc.problem(
+                (*at, "offences"),
+                f"offence {str(offence)!r} already has a period in periods[{clash}]"
+                + (_OVERLAP_HINT if _dated(period, periods[clash]) else ""),
+            )
         if period.cap_years is not None and period.cap_factor is not None:
             yield doc.problem(at, "give cap_years or cap_factor, not both")
         if period.cap_years is not None and period.cap_years < period.years:
@@ -686,3 +694,44 @@ def _check_prescription(config: CountryConfig, doc: YamlDocument) -> Iterator[Co
                 (*at, "cap_years"),
                 f"the cap ({period.cap_years} years) is shorter than the period ({period.years})",
             )
+    rules = config.prescription.effects
+    for r, rule in enumerate(rules):
+        at = ("prescription", "effects", r)
+        yield from _check_offence_dates(rule, at, doc)
+        same = [q for q in range(r) if rules[q].rule == rule.rule]
+        clash = next((q for q in same if _overlap(rules[q], rule)), None)
+        if clash is not None:
+            yield doc.problem(
+                (*at, "rule"),
+                f"rule {rule.rule.value!r} is already listed in effects[{clash}]"
+                + (_OVERLAP_HINT if _dated(rule, rules[clash]) else ""),
+            )
+
+
+_OVERLAP_HINT = (
+    " for overlapping offence dates: end the earlier one (offences_until) before the later "
+    "one starts (offences_from)"
+)
+
+
+def _check_offence_dates(
+    dated: PrescriptionPeriod | PrescriptionRule, at: Path_, doc: YamlDocument
+) -> Iterator[ConfigProblem]:
+    first, last = dated.offences_from, dated.offences_until
+    if first is not None and last is not None and last < first:
+        yield doc.problem(
+            (*at, "offences_until"), f"offences_until {last} is before offences_from {first}"
+        )
+
+
+def _dated(*entries: PrescriptionPeriod | PrescriptionRule) -> bool:
+    return any(e.offences_from or e.offences_until for e in entries)
+
+
+def _overlap(
+    a: PrescriptionPeriod | PrescriptionRule, b: PrescriptionPeriod | PrescriptionRule
+) -> bool:
+    """Whether some offence date lies in both entries' ranges (an open end reaches forever)."""
+    starts = [d for d in (a.offences_from, b.offences_from) if d is not None]
+    ends = [d for d in (a.offences_until, b.offences_until) if d is not None]
+    return not starts or not ends or max(starts) <= min(ends)

@@ -14,14 +14,16 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
 
-from models.config import Prescription, PrescriptionPeriod
-from models.domain import OffenceCategory, PrescriptionEffect, PrescriptionStart
+from models.config import Prescription, PrescriptionPeriod, PrescriptionRule
+from models.domain import OffenceCategory, PrescriptionEffect, PrescriptionStart, RequestMaker
 
 US = PrescriptionEffect.US_3292
 IT = PrescriptionEffect.IT_159_3TER
 DE = PrescriptionEffect.DE_78C
 FR = PrescriptionEffect.FR_9
 
+KOZENY = "United States v. Kozeny, 541 F.3d 166 (2d Cir. 2008)"
+ATIYEH = "United States v. Atiyeh, 402 F.3d 354 (3d Cir. 2005)"
 US_EARLY_CAP_MONTHS = 6  # 18 U.S.C. § 3292(c)(2): final action before the ordinary expiry
 US_TOTAL_CAP_MONTHS = 36  # 18 U.S.C. § 3292(c)(1): all suspensions together
 IT_ROGATORY_CAP_MONTHS = 6  # c.p. art. 159(1) n. 3-ter: "non oltre sei mesi"
@@ -52,6 +54,27 @@ class PrescriptionEvent:
     on: date
     request: str | None = None
     """Which request abroad a start/end pair belongs to (None: the only one)."""
+    applied_on: date | None = None
+    """For a § 3292 order: the day the United States applied for it (Kozeny). Events recorded
+    before this field existed have none; their order date stands in, being no earlier."""
+    by: RequestMaker | None = None
+    """For a request abroad: who made it (StGB § 78c(1) Nr. 12 counts only a judge's)."""
+
+    @property
+    def legal_day(self) -> date:
+        """The day the law looks at to ask whether the event came in time: an order's
+        application, anything else's own day."""
+        return self.applied_on or self.on
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    request: str | None
+    sent: date
+
+    def __str__(self) -> str:
+        name = "(no name)" if self.request is None else repr(self.request)
+        return f"{name} sent {self.sent}"
 
 
 @dataclass(frozen=True)
@@ -78,18 +101,115 @@ class PrescriptionResult:
     """A suspension is still open on `as_of`; `date` is counted as if it ended that day."""
 
 
-def period_for(prescription: Prescription, offence: OffenceCategory) -> PrescriptionPeriod | None:
-    """The first period that lists `offence`, or None if the country sets none for it."""
+# How each rule counts, as `status` states it. The date computed is always the first day barred
+# under German counting (offence + period); where a law leaves the first day out, it errs a day
+# early, on the side of acting in time.
+COUNTING: dict[PrescriptionEffect | None, str] = {
+    US: (
+        '18 U.S.C. § 3282(a) "within five years next after": the offence day is not counted '
+        "(Fed. R. Crim. P. 45(a)(1)(A)), so an indictment on the date shown is still in time; "
+        "the date shown is a day early"
+    ),
+    IT: (
+        "c.p. art. 14: the common calendar, the starting day not counted, so the date shown is "
+        "still the last day to act; it is a day early"
+    ),
+    DE: (
+        "StGB § 78a as the courts count it: the day of the offence counts, the period ends with "
+        "the day before the anniversary, so the date shown is the first day barred"
+    ),
+    FR: (
+        'CPP arts. 7-8, 9-1 "années révolues": the starting day is not counted and the '
+        "period ends at the end of the anniversary, so the date shown is a day early"
+    ),
+    None: "the date shown is the start plus the period, the first day prosecution is barred",
+}
+MONTHS_NOTE = (
+    "years and the 6-month caps count calendar months (2023-01-10 + 6 months = 2023-07-10; a "
+    "month-end clamps: 2023-08-31 + 6 months = 2024-02-29), never a number of days"
+)
+RULES: dict[PrescriptionEffect, str] = {
+    US: (
+        "a court order on application suspends from the official request to the foreign final "
+        "action (§ 3292(b)); the application must precede expiry (Kozeny) and the order the "
+        "final action (Atiyeh); at most 3 years, or 6 months if every final action precedes "
+        "the ordinary expiry (§ 3292(c))"
+    ),
+    IT: (
+        "a letter rogatory suspends from its order until the documents arrive, at most 6 months "
+        "(c.p. art. 159(1) n. 3-ter); interruptions (art. 160) at most the cap of art. 161"
+    ),
+    DE: (
+        "a judge's request abroad interrupts (StGB § 78c(1) Nr. 12), a prosecutor's or the "
+        "police's does not; at most twice the period (§ 78c(3))"
+    ),
+    FR: (
+        "acts of investigation, requests abroad among them, interrupt (CPP art. 9-2) and start "
+        "a new period equal to the initial one, beyond the 12-year limit of art. 9-1 when made "
+        "before it; an obstacle suspends (art. 9-3)"
+    ),
+}
+
+
+def describe_rules(
+    prescription: Prescription, *, offence: OffenceCategory, offence_date: date
+) -> list[str]:
+    """What `status` says of the law applied to a case: period, rules, counting, rules left out."""
+    period = period_for(prescription, offence, offence_date=offence_date)
+    if period is None:
+        return [f"no limitation period configured for {offence} committed on {offence_date}"]
+    applied, not_applied = rules_in_force(prescription.effects, offence_date=offence_date)
+    start = "discovery" if period.start is PrescriptionStart.DISCOVERY_DATE else "offence"
+    lines = [f"period: {period.years:g} years from the {start} ({period.source or 'no source'})"]
+    lines += [f"{rule}: {RULES[rule]}" for rule in sorted(applied)]
+    lines += list(not_applied)
+    # The counting belongs to the country's law, so it is stated even for a rule not applied.
+    systems: Sequence[PrescriptionEffect | None] = sorted({e.rule for e in prescription.effects})
+    for rule in systems or [None]:
+        lines.append(f"counting ({rule or 'this country'}): {COUNTING[rule]}")
+    lines.append(f"counting: {MONTHS_NOTE}")
+    return lines
+
+
+def period_for(
+    prescription: Prescription, offence: OffenceCategory, *, offence_date: date
+) -> PrescriptionPeriod | None:
+    """The period for `offence` committed on `offence_date`, or None if the country sets none.
+
+    A reform that changed a period binds only offences committed after it (the periods of one
+    offence cover offence dates that do not overlap: `models.loader` checks it).
+    """
     for period in prescription.periods:
-        if offence in period.offences:
+        if offence in period.offences and period.applies_to(offence_date):
             return period
     return None
+
+
+def rules_in_force(
+    effects: Sequence[PrescriptionEffect | PrescriptionRule], *, offence_date: date
+) -> tuple[frozenset[PrescriptionEffect], tuple[str, ...]]:
+    """The rules that apply to an offence of `offence_date`, and why each other one does not."""
+    applied: set[PrescriptionEffect] = set()
+    refused: list[tuple[PrescriptionEffect, str]] = []
+    for effect in effects:
+        rule = effect if isinstance(effect, PrescriptionRule) else PrescriptionRule(rule=effect)
+        if rule.applies_to(offence_date):
+            applied.add(rule.rule)
+            continue
+        law = rule.source or "the law that brought it in"
+        if rule.offences_from is not None and offence_date < rule.offences_from:
+            why = f"predates {law} (in force {rule.offences_from})"
+        else:
+            why = f"comes after {rule.offences_until}, the last offence date {law} covers"
+        refused.append((rule.rule, f"{rule.rule} not applied: the offence ({offence_date}) {why}"))
+    # A rule listed again for other offence dates, and applying under that entry, is applied.
+    return frozenset(applied), tuple(why for rule, why in refused if rule not in applied)
 
 
 def prescription_date(
     *,
     period: PrescriptionPeriod,
-    effects: Sequence[PrescriptionEffect],
+    effects: Sequence[PrescriptionEffect | PrescriptionRule],
     offence_date: date,
     discovery_date: date | None,
     events: Sequence[PrescriptionEvent],
@@ -100,9 +220,13 @@ def prescription_date(
     Counting: the period runs from its start (the offence, or the discovery when the period says
     so and a discovery date is known) and `date` is the first day on which prosecution is barred,
     start + years. This is German counting (the period ends with the day before the anniversary);
-    where the law leaves the first day out (US federal practice), the bar falls a day later, so
-    the date here errs, if at all, a day early. Fractional years count as whole months (rounded);
-    a month-end date clamps (2020-02-29 + 1 year = 2021-02-28).
+    where the law leaves the first day out (US, Italy, France: `COUNTING`), the bar falls a day
+    later, so the date here errs, if at all, a day early. Fractional years count as whole months
+    (rounded); a month-end date clamps (2020-02-29 + 1 year = 2021-02-28). The 6-month caps are
+    calendar months too (2023-01-10 + 6 months = 2023-07-10), never a number of days.
+
+    `effects` may bound a rule to offence dates (`PrescriptionRule`): a rule that does not apply
+    to this offence is named in the base movement with the reason.
 
     A suspension from day s to day e stops the clock on days s .. e-1: it adds (e - s) days, and
     overlapping suspensions count once. An interruption on day i restarts the full period: the
@@ -130,11 +254,16 @@ def prescription_date(
         after = before
         if event.on < law.start:
             why = f"came before the period started on {law.start}: no effect"
-        elif before.date <= event.on:
-            # A prescribed case stays prescribed. For § 3292 this means both the request and the
-            # application must precede expiry (United States v. Kozeny, 541 F.3d 166 (2d Cir.
-            # 2008)), so a SUSPENSION_ORDERED event should carry the application's date.
+        elif before.date <= event.legal_day:
+            # A prescribed case stays prescribed. For § 3292 the application is what must come
+            # in time, the order may follow expiry (United States v. Kozeny, 541 F.3d 166 (2d
+            # Cir. 2008)).
             why = f"came after prescription on {before.date}: no effect"
+            if event.applied_on is not None:
+                why = (
+                    f"applied for on {event.applied_on}, after prescription on {before.date}: "
+                    f"no effect (the application must precede expiry: {KOZENY})"
+                )
         else:
             leads = law.effect_of(event, accepted)
             accepted.append(event)
@@ -182,6 +311,11 @@ class _Cycle:
     ordered: date | None = None
     final: date | None = None
 
+    @property
+    def ordered_in_time(self) -> bool:
+        """§ 3292: the order came before the foreign authority's final action (Atiyeh)."""
+        return self.ordered is not None and (self.final is None or self.ordered <= self.final)
+
 
 class _Law:
     """One limitation period and its configured rules, applied to one case."""
@@ -190,11 +324,15 @@ class _Law:
         self,
         *,
         period: PrescriptionPeriod,
-        effects: Sequence[PrescriptionEffect],
+        effects: Sequence[PrescriptionEffect | PrescriptionRule],
         offence_date: date,
         discovery: date | None,
     ) -> None:
-        self.rules = frozenset(effects)
+        self.rules, self.not_applied = rules_in_force(effects, offence_date=offence_date)
+        # Arts. 160-161 c.p. (interruption, its cap) bind every Italian case; only the rogatory
+        # suspension of art. 159(1) n. 3-ter is bounded to offences from L. 103/2017 on.
+        configured = {e.rule if isinstance(e, PrescriptionRule) else e for e in effects}
+        self.italian = IT in configured
         self.offence_date = offence_date
         self.years = period.years
         self.months = _months(period.years)
@@ -212,7 +350,7 @@ class _Law:
         self.factor_cite = "configured cap_factor"
         if DE in self.rules:
             self.factor_cite = "StGB § 78c(3)"
-        elif IT in self.rules:
+        elif self.italian:
             self.factor_cite = "c.p. art. 161"
         self.cap_years = period.cap_years
         self.absolute = (
@@ -228,6 +366,8 @@ class _Law:
         if self.absolute is not None and self.base > self.absolute:
             self.base = self.absolute
             self.base_why += f", {self._absolute_clause()}"
+        for note in self.not_applied:
+            self.base_why += f"; {note}"
 
     def _years(self) -> str:
         text = f"{self.years:g} years"
@@ -239,24 +379,27 @@ class _Law:
             f"({self.absolute_cite})"
         )
 
-    def interruption_cites(self, kind: EventKind) -> list[str]:
-        """The laws under which an event of `kind` restarts the period."""
+    def interruption_cites(self, event: PrescriptionEvent) -> list[str]:
+        """The laws under which `event` restarts the period."""
         cites: list[str] = []
-        if kind is EventKind.INTERRUPTING_ACT:
+        if event.kind is EventKind.INTERRUPTING_ACT:
             cites += ["StGB § 78c(1)"] if DE in self.rules else []
-            cites += ["c.p. art. 160"] if IT in self.rules else []
+            cites += ["c.p. art. 160"] if self.italian else []
             cites += ["CPP art. 9-2"] if FR in self.rules else []
-        elif kind is EventKind.REQUEST_SENT_ABROAD:
-            # A judicial request for an investigative act abroad (§ 78c(1) Nr. 12); an act of
-            # investigation (art. 9-2, 2° and 3°). Italy lists no such act in art. 160: there
-            # the letter rogatory only suspends.
-            cites += ["StGB § 78c(1) Nr. 12"] if DE in self.rules else []
+        elif event.kind is EventKind.REQUEST_SENT_ABROAD:
+            # § 78c(1) Nr. 12: "jedes richterliche Ersuchen, eine Untersuchungshandlung im
+            # Ausland vorzunehmen": a judge's request only. In France any act of investigation
+            # interrupts, whoever made it (art. 9-2, 2° prosecutor and police, 3° judge). Italy
+            # lists no such act in art. 160: there the letter rogatory only suspends.
+            judge = event.by is RequestMaker.JUDGE
+            cites += ["StGB § 78c(1) Nr. 12"] if DE in self.rules and judge else []
             cites += ["CPP art. 9-2"] if FR in self.rules else []
         return cites
 
     def unconfigured(self, event: PrescriptionEvent) -> str:
         names = ", ".join(sorted(self.rules)) or "none"
-        return f"no effect: no configured rule ({names}) gives '{event.kind}' events any effect"
+        why = f"no effect: no configured rule ({names}) gives '{event.kind}' events any effect"
+        return "; ".join([why, *self.not_applied])
 
     def effect_of(
         self, event: PrescriptionEvent, accepted: Sequence[PrescriptionEvent]
@@ -265,10 +408,17 @@ class _Law:
         cycles = _cycles(accepted)
         name = _quoted(event.request)
         leads: list[str] = []
-        cites = self.interruption_cites(event.kind)
+        cites = self.interruption_cites(event)
         if cites:
             leads.append(
                 f"interrupts ({'; '.join(cites)}): the full period runs again from {event.on}"
+            )
+        elif event.kind is EventKind.REQUEST_SENT_ABROAD and DE in self.rules:
+            made = "who made it is not recorded" if event.by is None else f"made by the {event.by}"
+            leads.append(
+                f"request{name} {made}: no interruption (StGB § 78c(1) Nr. 12 counts only "
+                '"jedes richterliche Ersuchen", a judge\'s request; an act of the prosecutor '
+                "that interrupts under another number of § 78c(1) is recorded as interrupting_act)"
             )
         if event.kind is EventKind.REQUEST_SENT_ABROAD:
             leads += self._request_leads(event, _open_cycle(cycles, event.request), name)
@@ -291,6 +441,8 @@ class _Law:
                 f"letter rogatory{name} suspends from {event.on} until the documents arrive, "
                 "for at most 6 months (c.p. art. 159(1) n. 3-ter)"
             )
+        elif self.italian:
+            leads += [f"letter rogatory{name}: no suspension, {n}" for n in self.not_applied]
         if US in self.rules and current is not None and current.ordered is not None:
             leads.append(f"suspended under § 3292 from {event.on}, as ordered on {current.ordered}")
         elif US in self.rules:
@@ -306,10 +458,18 @@ class _Law:
                 return [f"suspension for the request{name} already ordered on {target.ordered}"]
             return []
         leads: list[str] = []
-        if US in self.rules and target is not None and target.sent is not None:
+        if US in self.rules and target is not None and target.final is not None:
             leads.append(
-                f"court suspends under 18 U.S.C. § 3292 from the day the request{name} was sent, "
-                f"{target.sent}"
+                f"the foreign authority took final action on the request{name} on "
+                f"{target.final}, before this order: no suspension ({ATIYEH})"
+            )
+        elif US in self.rules and target is not None and target.sent is not None:
+            applied = (
+                "" if event.applied_on is None else f" on the application of {event.applied_on}"
+            )
+            leads.append(
+                f"court suspends under 18 U.S.C. § 3292{applied}, from the day the "
+                f"request{name} was made, {target.sent} (§ 3292(b))"
             )
         elif US in self.rules:
             leads.append(f"no request{name} sent abroad on record: nothing to suspend (§ 3292)")
@@ -329,7 +489,7 @@ class _Law:
         if current is None:
             return [f"no pending request{name}: no effect"] if self.rules & {US, IT, FR} else []
         leads: list[str] = []
-        if US in self.rules and current.sent is not None and current.ordered is not None:
+        if US in self.rules and current.sent is not None and current.ordered_in_time:
             leads.append(f"final action abroad: the § 3292 suspension from {current.sent} ends")
         elif US in self.rules and current.sent is not None:
             leads.append(f"final action abroad on the request{name}: no § 3292 suspension ordered")
@@ -349,7 +509,7 @@ class _Law:
         """The date from the accepted events (in date order), open suspensions ending at `until`."""
         run_from, label = self.start, self.start_label
         for event in accepted:
-            if self.interruption_cites(event.kind):
+            if self.interruption_cites(event):
                 run_from, label = event.on, "interruption"
         cycles = _cycles(accepted)
         found = _Suspensions()
@@ -396,10 +556,21 @@ class _Law:
                     f", capped at {self.start} + {self.cap_factor:g} × {self._years()}{extra} "
                     f"= {cap} ({self.factor_cite})"
                 )
-        if self.absolute is not None and result > self.absolute:
-            # Art. 9-1: "sans toutefois que le délai de prescription puisse excéder douze années
-            # révolues ... à compter du jour où l'infraction a été commise": read as a limit no
-            # interruption or suspension can pass.
+        restarted = FR in self.rules and label == "interruption"
+        if self.absolute is not None and result > self.absolute and restarted:
+            # Art. 9-1 al. 3 bounds the period run from the discovery ("sans toutefois que le
+            # délai de prescription puisse excéder douze années révolues ... à compter du jour où
+            # l'infraction a été commise"). An act interrupting it before that limit starts a new
+            # period under art. 9-2 ("fait courir un délai de prescription d'une durée égale au
+            # délai initial"), which the limit of art. 9-1 does not bound: the reading of the
+            # Justice ministry's circular of 28 February 2017 presenting L. 2017-242.
+            text += (
+                f", not capped at {self.absolute}: the {self.cap_years:g}-year limit of CPP "
+                "art. 9-1 bounds the period run from the discovery, and an interruption before "
+                "it starts a new period equal to the initial one (CPP art. 9-2, last paragraph)"
+            )
+        elif self.absolute is not None and result > self.absolute:
+            # Art. 9-1: no suspension carries the period run from the discovery past the limit.
             result = self.absolute
             text += f", {self._absolute_clause()}"
             if running:
@@ -447,7 +618,9 @@ class _Law:
     def _suspend_us(self, cycles: list[_Cycle], until: date, found: _Suspensions) -> None:
         # § 3292(b): from the day the request is made to the day of final action; only
         # requests for which a court ordered suspension count (§ 3292(a)(1)).
-        suspended = [c for c in cycles if c.sent is not None and c.ordered is not None]
+        # An order made after the foreign authority's final action suspends nothing: the period
+        # of § 3292(b) had already ended (Atiyeh).
+        suspended = [c for c in cycles if c.sent is not None and c.ordered_in_time]
         spans = [(c.sent, c.final or until) for c in suspended if c.sent is not None]
         if not spans:
             return
@@ -493,6 +666,69 @@ class _Law:
                 )
 
 
+def pending_requests(events: Sequence[PrescriptionEvent], *, on: date) -> list[PendingRequest]:
+    """The requests abroad sent by `on` and not yet finally acted on that day, oldest first."""
+    known = sorted((e for e in events if e.on <= on), key=lambda e: (e.on, _SAME_DAY_ORDER[e.kind]))
+    return [
+        PendingRequest(c.request, c.sent)
+        for c in _cycles(known)
+        if c.sent is not None and c.final is None
+    ]
+
+
+def request_meant(
+    kind: EventKind, request: str | None, events: Sequence[PrescriptionEvent], *, on: date
+) -> str | None:
+    """The request abroad a new event belongs to, or ValueError saying why it cannot be told.
+
+    Answers and orders pair with their request by name. Unnamed, with one request pending,
+    they belong to it; with several, any pairing would be a guess (answers paired with the
+    wrong request moved dates by months, unseen), so the clerk must name the request.
+    """
+    pending = pending_requests(events, on=on)
+    listed = "; ".join(str(p) for p in pending)
+    names = {p.request for p in pending}
+    if kind is EventKind.REQUEST_SENT_ABROAD:
+        if request is None and pending:
+            raise ValueError(
+                f"other requests abroad are pending on {on} ({listed}): name this one with "
+                "--request-abroad, so that each answer can be paired with its request"
+            )
+        if request is not None and request in names:
+            raise ValueError(
+                f"request {request!r} is already pending on {on} ({listed}): record its "
+                "foreign_final_action first, or give the new request another name"
+            )
+        unnamed = [p for p in pending if p.request is None]
+        answers = [
+            e.on for e in events if e.kind is EventKind.FOREIGN_FINAL_ACTION and e.request is None
+        ]
+        if request is not None and unnamed and not any(a >= unnamed[0].sent for a in answers):
+            raise ValueError(
+                f"the request {unnamed[0]} has no name and no answer on record, so answers to "
+                "the two could not be told apart: record its foreign_final_action first (then "
+                "this request, with its own --on), or wait for it"
+            )
+        return request
+    if kind not in (EventKind.SUSPENSION_ORDERED, EventKind.FOREIGN_FINAL_ACTION):
+        return request
+    if request is None and len(pending) > 1:
+        raise ValueError(
+            f"{len(pending)} requests abroad are pending on {on} ({listed}): say which one this "
+            f"{kind} belongs to with --request-abroad"
+        )
+    if request is None and len(pending) == 1:
+        return pending[0].request
+    if kind is EventKind.FOREIGN_FINAL_ACTION and (request not in names or not pending):
+        meant = "no request abroad" if request is None else f"no request {request!r}"
+        where = f"pending: {listed}" if pending else "none is"
+        raise ValueError(
+            f"{meant} is pending on {on} ({where}): record the request_sent_abroad first, with "
+            "its own --on, or name the request this final action answers"
+        )
+    return request
+
+
 def _cycles(events: Sequence[PrescriptionEvent]) -> list[_Cycle]:
     """Pair the accepted events (in date order) into requests abroad, by `request`."""
     cycles: list[_Cycle] = []
@@ -528,8 +764,9 @@ def _open_cycle(cycles: list[_Cycle], request: str | None) -> _Cycle | None:
 def _order_target(cycles: list[_Cycle], request: str | None) -> _Cycle | None:
     """The request a suspension order attaches to: the pending one, else the last one answered.
 
-    § 3292(a)(1) lets the court suspend where evidence "is, or was" abroad, so an order may
-    follow the final action and still reach back to the day the request was made.
+    An order made after the final action attaches to its request so the history can say it
+    suspends nothing (Atiyeh: § 3292(a)(1)'s "is, or was" speaks of where the evidence is, not
+    of an order after the suspension period of § 3292(b) has ended).
     """
     current = _open_cycle(cycles, request)
     if current is not None:

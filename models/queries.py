@@ -11,10 +11,12 @@ from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
 from models.access import CaseFacts
+from models.domain import OffenceCategory
 from models.errors import CommandRejected, NotFound
 from models.identity import Grant, RoleName
 from models.ledger import GENESIS, Event, Ledger, Request, RoutingVersion, Step, event_hash
 from models.loader import Routing
+from models.prescription import describe_rules
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class Timeline:
     prescription_date: date | None
     prescription_running: bool
     prescription_history: list[dict[str, Any]]
+    prescription_rules: list[str] = field(default_factory=list)
+    """The law applied to this case as the routing states it today: period, rules in force and
+    not, counting conventions (the history keeps what each event did when recorded)."""
     hops: list[HopView] = field(default_factory=list)
     seq: int = 0
     """The case's last event: send it with a command to be refused if the case moved since."""
@@ -142,6 +147,15 @@ def timeline(*, session: Session, routing: Routing, reference: str, now: datetim
         prescription_running=request.prescription_running,
         seq=request.last_seq,
         prescription_history=history,
+        prescription_rules=(
+            []
+            if routing.config.prescription is None
+            else describe_rules(
+                routing.config.prescription,
+                offence=OffenceCategory(request.offence_category),
+                offence_date=request.offence_date,
+            )
+        ),
         hops=[hop_view(s, routing, now, stops.get(s.hop, [])) for s in steps],
     )
 

@@ -587,7 +587,9 @@ class _Simulator:
             for assets in (False, True)
         }
         self._effects = {
-            code: frozenset(r.config.prescription.effects if r.config.prescription else ())
+            code: frozenset(
+                e.rule for e in (r.config.prescription.effects if r.config.prescription else ())
+            )
             for code, r in routings.current.items()
         }
 
@@ -1079,13 +1081,13 @@ class _Simulator:
         )
 
     def _record(self, session: Session, case: _Case, event: EventKind) -> None:
+        on = case.routing.calendar(None).local_date(self.clock.at)
+        # A § 3292 order names its application's day: here the application is granted the day
+        # it is filed.
+        applied_on = on if event is EventKind.SUSPENSION_ORDERED else None
         self._run(
             session,
-            Record(
-                reference=case.reference,
-                event=event,
-                on=case.routing.calendar(None).local_date(self.clock.at),
-            ),
+            Record(reference=case.reference, event=event, on=on, applied_on=applied_on),
         )
         self.summary.prescription_records += 1
 

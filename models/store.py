@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from models import deliveries
 from models.config import ROUTING_FIELDS
+from models.domain import RequestMaker
 from models.errors import Conflict, NotFound
 from models.ledger import (
     GENESIS,
@@ -629,6 +630,12 @@ _EVENT_ROW = itemgetter(*_EVENT_FIELDS)
 
 
 def _prescription_event(payload: dict[str, Any]) -> PrescriptionEvent:
+    # `applied_on` and `by` came later: older events have neither (see PrescriptionEvent).
+    applied_on, by = payload.get("applied_on"), payload.get("by")
     return PrescriptionEvent(
-        EventKind(payload["event"]), date.fromisoformat(payload["on"]), payload.get("request")
+        EventKind(payload["event"]),
+        date.fromisoformat(payload["on"]),
+        payload.get("request"),
+        applied_on=None if applied_on is None else date.fromisoformat(applied_on),
+        by=None if by is None else RequestMaker(by),
     )

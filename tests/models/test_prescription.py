@@ -12,14 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.config import Prescription, PrescriptionPeriod
-from models.domain import OffenceCategory, PrescriptionEffect, PrescriptionStart
+from models.config import Prescription, PrescriptionPeriod, PrescriptionRule
+from models.domain import OffenceCategory, PrescriptionEffect, PrescriptionStart, RequestMaker
 from models.prescription import (
     EventKind,
     PrescriptionEvent,
     PrescriptionResult,
+    describe_rules,
     period_for,
     prescription_date,
+    request_meant,
+    rules_in_force,
 )
 
 US = PrescriptionEffect.US_3292
@@ -35,8 +38,20 @@ ACT = EventKind.INTERRUPTING_ACT
 D = date.fromisoformat
 
 
-def ev(kind: EventKind, on: str, request: str | None = None) -> PrescriptionEvent:
-    return PrescriptionEvent(kind, D(on), request)
+JUDGE = RequestMaker.JUDGE
+
+
+def ev(
+    kind: EventKind,
+    on: str,
+    request: str | None = None,
+    *,
+    applied: str | None = None,
+    by: RequestMaker | None = None,
+) -> PrescriptionEvent:
+    return PrescriptionEvent(
+        kind, D(on), request, applied_on=None if applied is None else D(applied), by=by
+    )
 
 
 def period(years: float, **kwargs: object) -> PrescriptionPeriod:
@@ -44,7 +59,7 @@ def period(years: float, **kwargs: object) -> PrescriptionPeriod:
 
 
 def reckon(
-    rules: Sequence[PrescriptionEffect],
+    rules: Sequence[PrescriptionEffect | PrescriptionRule],
     offence: str,
     events: Sequence[PrescriptionEvent] = (),
     *,
@@ -93,9 +108,44 @@ def test_period_for_finds_the_offence_or_none():
     bribery = period(10)
     laundering = PrescriptionPeriod(offences=[OffenceCategory.MONEY_LAUNDERING], years=8)
     prescription = Prescription(periods=[bribery, laundering])
-    assert period_for(prescription, OffenceCategory.MONEY_LAUNDERING) is laundering
-    assert period_for(prescription, OffenceCategory.BRIBERY) is bribery
-    assert period_for(prescription, OffenceCategory.OBSTRUCTION) is None
+    day = D("2020-01-01")
+    assert (
+        period_for(prescription, OffenceCategory.MONEY_LAUNDERING, offence_date=day) is laundering
+    )
+    assert period_for(prescription, OffenceCategory.BRIBERY, offence_date=day) is bribery
+    assert period_for(prescription, OffenceCategory.OBSTRUCTION, offence_date=day) is None
+
+
+def test_period_for_picks_the_period_in_force_on_the_offence_date():
+    # a reform lengthening the period from 2019-01-01 binds only later offences
+    old = period(6, offences_until="2018-12-31")
+    new = period(10, offences_from="2019-01-01")
+    prescription = Prescription(periods=[old, new])
+    bribery = OffenceCategory.BRIBERY
+    assert period_for(prescription, bribery, offence_date=D("2018-12-31")) is old
+    assert period_for(prescription, bribery, offence_date=D("2019-01-01")) is new
+    assert period_for(Prescription(periods=[new]), bribery, offence_date=D("2018-06-01")) is None
+
+
+def test_a_rule_given_by_name_applies_to_every_offence():
+    plain = Prescription.model_validate(
+        {"periods": [{"offences": ["bribery"], "years": 5}], "effects": ["us-3292"]}
+    )
+    assert plain.effects == [PrescriptionRule(rule=US)]
+    assert plain.model_dump(mode="json")["effects"] == ["us-3292"]  # versions keep their hash
+    assert rules_in_force(plain.effects, offence_date=D("1990-01-01")) == (frozenset({US}), ())
+
+
+def test_a_dated_rule_is_not_applied_to_an_earlier_offence_and_says_why():
+    rule = PrescriptionRule(rule=IT, offences_from=D("2017-08-03"), source="L. 103/2017")
+    assert rules_in_force([rule], offence_date=D("2016-05-01")) == (
+        frozenset(),
+        (
+            "it-159-3ter not applied: the offence (2016-05-01) predates L. 103/2017 "
+            "(in force 2017-08-03)",
+        ),
+    )
+    assert rules_in_force([rule], offence_date=D("2017-08-03")) == (frozenset({IT}), ())
 
 
 # --- United States, 18 U.S.C. § 3292 -----------------------------------------------------------
@@ -192,11 +242,43 @@ def test_us_suspension_order_covers_only_its_own_request():
     assert reckon([US], "2020-03-01", events).date == D("2025-06-29")
 
 
-def test_us_order_after_final_action_reaches_back_to_the_request():
-    # § 3292(a)(1) "is, or was": ordered 2024-01-15 for the request 2023-01-10 → 2023-09-01,
-    # 234 days, final action early → capped at 6 months → 2025-09-01
+def test_us_order_after_final_action_suspends_nothing():
+    # United States v. Atiyeh, 402 F.3d 354 (3d Cir. 2005): ordered 2024-01-15, after the final
+    # action of 2023-09-01 on the request of 2023-01-10 → no suspension → 2025-03-01
     events = [ev(SENT, "2023-01-10"), ev(FINAL, "2023-09-01"), ev(ORDERED, "2024-01-15")]
-    assert reckon([US], "2020-03-01", events).date == D("2025-09-01")
+    result = reckon([US], "2020-03-01", events)
+    assert result.date == D("2025-03-01")
+    assert "took final action on the request on 2023-09-01, before this order" in (
+        result.history[-1].why
+    )
+    assert "Atiyeh" in result.history[-1].why
+
+
+def test_us_application_before_expiry_keeps_a_later_order():
+    # Kozeny: the application (2025-02-15) precedes the expiry 2025-03-01, the order
+    # (2025-03-20) follows it: valid. § 3292(b): from the request 2024-06-01 to the final action
+    # 2025-08-01 = 426 days, final action after the expiry → 3-year cap only
+    # 2025-03-01 + 426 days = 2026-05-01
+    events = [
+        ev(SENT, "2024-06-01"),
+        ev(ORDERED, "2025-03-20", applied="2025-02-15"),
+        ev(FINAL, "2025-08-01"),
+    ]
+    result = reckon([US], "2020-03-01", events)
+    assert result.date == D("2026-05-01")
+    assert "on the application of 2025-02-15, from the day the request was made, 2024-06-01" in (
+        result.history[2].why
+    )
+
+
+def test_us_application_after_expiry_suspends_nothing():
+    # Kozeny: applied 2025-03-05, after the expiry 2025-03-01 → no effect, whatever the request
+    events = [ev(SENT, "2024-06-01"), ev(ORDERED, "2025-03-10", applied="2025-03-05")]
+    result = reckon([US], "2020-03-01", events, as_of="2025-06-01")
+    assert result.date == D("2025-03-01")
+    assert result.history[-1].why.startswith(
+        "applied for on 2025-03-05, after prescription on 2025-03-01: no effect"
+    )
 
 
 def test_us_order_after_prescription_does_nothing():
@@ -316,6 +398,30 @@ def test_it_restart_wipes_earlier_suspension_and_waits_for_an_open_one():
     )
 
 
+IT_2017 = PrescriptionRule(rule=IT, offences_from=D("2017-08-03"), source="L. 103/2017")
+
+
+def test_it_rogatory_before_l_103_2017_suspends_nothing_but_acts_still_interrupt():
+    # offence 2016-05-01 + 6 y = 2022-05-01; n. 3-ter binds offences from 2017-08-03 only, so
+    # the rogatory 2020-01-15 → 2020-04-15 suspends nothing; an act 2021-01-01 still
+    # interrupts (art. 160) → 2027-01-01, cap (art. 161) 2016-05-01 + 9 y = 2025-05-01
+    events = [ev(SENT, "2020-01-15"), ev(FINAL, "2020-04-15"), ev(ACT, "2021-01-01")]
+    result = reckon([IT_2017], "2016-05-01", events, **IT_PERIOD)
+    assert result.date == D("2025-05-01")
+    assert "it-159-3ter not applied: the offence (2016-05-01) predates L. 103/2017" in (
+        result.history[0].why
+    )
+    assert result.history[1].why.startswith("letter rogatory: no suspension, it-159-3ter not")
+    assert "(c.p. art. 161)" in result.history[-1].why
+
+
+def test_it_rogatory_suspends_for_an_offence_from_the_day_l_103_2017_came_in():
+    # offence 2017-08-03 + 6 y = 2023-08-03; rogatory 2020-01-15 → 2020-04-15 = 91 days
+    # 2023-08-03 + 91 days = 2023-11-02
+    events = [ev(SENT, "2020-01-15"), ev(FINAL, "2020-04-15")]
+    assert reckon([IT_2017], "2017-08-03", events, **IT_PERIOD).date == D("2023-11-02")
+
+
 def test_it_rogatory_does_not_interrupt():
     # a rogatory suspends only: 2020-01-15 → 2020-01-25 = 10 days → 2024-05-20, not a restart
     events = [ev(SENT, "2020-01-15"), ev(FINAL, "2020-01-25")]
@@ -327,15 +433,24 @@ def test_it_rogatory_does_not_interrupt():
 
 def test_de_request_abroad_restarts_the_full_period():
     # 2019-04-01 + 5 y = 2024-04-01; request abroad 2021-09-15 → 2021-09-15 + 5 y = 2026-09-15
-    result = reckon([DE], "2019-04-01", [ev(SENT, "2021-09-15")])
+    result = reckon([DE], "2019-04-01", [ev(SENT, "2021-09-15", by=JUDGE)])
     assert result.date == D("2026-09-15")
     assert "StGB § 78c(1) Nr. 12" in result.history[-1].why
+
+
+@pytest.mark.parametrize("by", [RequestMaker.PROSECUTOR, RequestMaker.POLICE, None])
+def test_de_request_abroad_not_made_by_a_judge_does_not_interrupt(by):
+    # § 78c(1) Nr. 12 "jedes richterliche Ersuchen": a prosecutor's or the police's request (or
+    # one whose maker is not recorded) leaves 2019-04-01 + 5 y = 2024-04-01
+    result = reckon([DE], "2019-04-01", [ev(SENT, "2021-09-15", by=by)])
+    assert result.date == D("2024-04-01")
+    assert "no interruption (StGB § 78c(1) Nr. 12 counts only" in result.history[-1].why
 
 
 def test_de_restarts_stop_at_twice_the_period():
     # request 2021-09-15 → 2026-09-15; act 2025-02-01 → 2030-02-01, but § 78c(3):
     # 2019-04-01 + 2 × 5 y = 2029-04-01 → 2029-04-01 (2× applies though the config sets no factor)
-    events = [ev(SENT, "2021-09-15"), ev(ACT, "2025-02-01")]
+    events = [ev(SENT, "2021-09-15", by=JUDGE), ev(ACT, "2025-02-01")]
     result = reckon([DE], "2019-04-01", events)
     assert result.date == D("2029-04-01")
     assert "(StGB § 78c(3))" in result.history[-1].why
@@ -349,7 +464,7 @@ def test_de_configured_cap_factor_wins_over_the_default():
 
 def test_de_interruption_on_or_after_prescription_does_nothing():
     # period ran out 2024-04-01: an act that day or later restarts nothing
-    events = [ev(ACT, "2024-04-01"), ev(SENT, "2024-06-01")]
+    events = [ev(ACT, "2024-04-01"), ev(SENT, "2024-06-01", by=JUDGE)]
     result = reckon([DE], "2019-04-01", events)
     assert result.date == D("2024-04-01")
     assert [m.why for m in result.history[1:]] == [
@@ -396,13 +511,24 @@ def test_fr_act_of_investigation_restarts_the_period():
     assert result.date == D("2023-03-01")
 
 
-def test_fr_restart_cannot_pass_twelve_years_from_offence():
-    # discovery 2016-06-01 → 2022-06-01; request abroad 2021-10-01 → 2027-10-01, over the
-    # limit 2012-03-01 + 12 y → 2024-03-01
+def test_fr_interruption_before_the_twelve_year_limit_starts_a_full_new_period():
+    # discovery 2016-06-01 → 2022-06-01 (under 2012-03-01 + 12 y = 2024-03-01); request abroad
+    # 2021-10-01 interrupts (art. 9-2): a new period equal to the initial one, which the limit
+    # of art. 9-1 does not bound → 2021-10-01 + 6 y = 2027-10-01
     result = reckon(
         [FR], "2012-03-01", [ev(SENT, "2021-10-01")], discovery="2016-06-01", **FR_HIDDEN
     )
+    assert result.date == D("2027-10-01")
+    assert "not capped at 2024-03-01" in result.history[-1].why
+
+
+def test_fr_interruption_after_the_twelve_year_limit_comes_too_late():
+    # discovery 2020-01-01 → capped at 2024-03-01; an act 2024-05-01 comes after it: no effect
+    result = reckon(
+        [FR], "2012-03-01", [ev(ACT, "2024-05-01")], discovery="2020-01-01", **FR_HIDDEN
+    )
     assert result.date == D("2024-03-01")
+    assert result.history[-1].why == "came after prescription on 2024-03-01: no effect"
 
 
 def test_fr_request_interrupts_and_obstacle_suspends():
@@ -514,7 +640,9 @@ def test_caps_are_never_passed(history, offence, as_of, years):
     assert us.date <= plus(years * 12 + 36)
     de = _run([DE], history, offence=offence, as_of=as_of, years=years)
     assert de.date <= plus(years * 24)
-    fr = _run([FR], history, offence=offence, as_of=as_of, years=years, cap_years=12)
+    # France: the limit binds as long as nothing interrupts (art. 9-2 then starts a new period)
+    quiet = [e for e in history if e.kind not in (SENT, ACT)]
+    fr = _run([FR], quiet, offence=offence, as_of=as_of, years=years, cap_years=12)
     assert fr.date <= plus(144)
     # Italy: 1.5 × the period, plus at most 6 months for each letter rogatory
     it = _run([IT], history, offence=offence, as_of=as_of, years=years, cap_factor=1.5)
@@ -569,3 +697,62 @@ def test_history_has_base_then_one_movement_per_event(history, offence, as_of, y
     causes = [m.cause for m in result.history if m.cause not in ("base", "pending")]
     assert sorted(causes) == sorted(e.kind.value for e in history)
     assert result.history[0].cause == "base"
+
+
+# --- which request an event belongs to ------------------------------------------------------
+
+
+def test_an_answer_without_a_name_goes_to_the_only_pending_request():
+    events = [ev(SENT, "2023-01-10", "ch")]
+    assert request_meant(FINAL, None, events, on=D("2023-03-01")) == "ch"
+
+
+def test_an_answer_without_a_name_is_refused_while_several_requests_are_pending():
+    events = [ev(SENT, "2023-01-10", "ch"), ev(SENT, "2023-02-01", "uk")]
+    with pytest.raises(ValueError, match="2 requests abroad are pending on 2023-03-01") as caught:
+        request_meant(FINAL, None, events, on=D("2023-03-01"))
+    assert "'ch' sent 2023-01-10; 'uk' sent 2023-02-01" in str(caught.value)
+    # on a day only one was pending, the unnamed answer is that one's
+    assert request_meant(ORDERED, None, events, on=D("2023-01-20")) == "ch"
+
+
+def test_a_second_pending_request_must_be_named_and_so_must_the_first():
+    pending = [ev(SENT, "2023-01-10", "ch")]
+    with pytest.raises(ValueError, match="name this one with --request-abroad"):
+        request_meant(SENT, None, pending, on=D("2023-02-01"))
+    with pytest.raises(ValueError, match="'ch' is already pending"):
+        request_meant(SENT, "ch", pending, on=D("2023-02-01"))
+    unnamed = [ev(SENT, "2023-01-10")]
+    with pytest.raises(ValueError, match="has no name and no answer on record"):
+        request_meant(SENT, "uk", unnamed, on=D("2023-02-01"))
+    # once the unnamed one's answer is on record, the second is told apart by its name
+    answered = [*unnamed, ev(FINAL, "2023-05-01")]
+    assert request_meant(SENT, "uk", answered, on=D("2023-02-01")) == "uk"
+
+
+def test_a_final_action_for_no_pending_request_is_refused():
+    with pytest.raises(ValueError, match="no request abroad is pending on 2023-03-01"):
+        request_meant(FINAL, None, [], on=D("2023-03-01"))
+    with pytest.raises(ValueError, match="no request 'xx' is pending"):
+        request_meant(FINAL, "xx", [ev(SENT, "2023-01-10", "ch")], on=D("2023-03-01"))
+
+
+def test_describe_rules_states_period_rules_left_out_and_counting():
+    prescription = Prescription.model_validate(
+        {
+            "periods": [{"offences": ["bribery"], "years": 6, "source": "c.p. art. 157"}],
+            "effects": [
+                {"rule": "it-159-3ter", "offences_from": "2017-08-03", "source": "L. 103/2017"}
+            ],
+        }
+    )
+    lines = describe_rules(
+        prescription, offence=OffenceCategory.BRIBERY, offence_date=D("2016-05-01")
+    )
+    assert lines[0] == "period: 6 years from the offence (c.p. art. 157)"
+    assert lines[1] == (
+        "it-159-3ter not applied: the offence (2016-05-01) predates L. 103/2017 (in force "
+        "2017-08-03)"
+    )
+    assert lines[2].startswith("counting (it-159-3ter): c.p. art. 14")
+    assert "never a number of days" in lines[3]
