@@ -20,6 +20,7 @@ caller's roles do allow, so the clerk knows whom to ask.
     attach                          the clerks and heads of the authorities on the route
                                     (the holder's included), the coordinator
     acknowledge, snooze             the holder's head, the coordinator
+    deadline                        the holder's clerks and head, the coordinator (as record)
 
     reading a case                  its country's coordinator and ministry; its country's
                                     clerks, heads and auditors unless it is confidential;
@@ -47,6 +48,7 @@ from models.commands import (
     Assign,
     AttachDocument,
     Command,
+    Deadline,
     Decide,
     Migrate,
     Reassign,
@@ -110,7 +112,9 @@ def authorise_command(caller: Caller, command: Command, facts: CaseFacts | None)
     assert facts is not None, "a case command is authorised against its case"
     coordinator = _of_country(caller, facts.country, (RoleName.COORDINATOR,))
     holder = facts.holder
-    if isinstance(command, Decide | StopClock | ResumeClock | Reassign | Resubmit | Record):
+    if isinstance(
+        command, Decide | StopClock | ResumeClock | Reassign | Resubmit | Record | Deadline
+    ):
         allowed = coordinator or _of_authority(caller, facts.country, holder, CLERKS)
     elif isinstance(command, Withdraw):
         allowed = coordinator or _of_authority(caller, facts.country, holder, (RoleName.HEAD,))

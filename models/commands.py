@@ -272,6 +272,34 @@ class Snooze(CaseCommand):
     hop: Hop = None
 
 
+class Deadline(CaseCommand):
+    """An event a legal deadline runs from or moves by (EU instruments): the arrest, the
+    person's consent, an extension notified, a new surrender date agreed, a shorter deadline
+    asked by the issuing authority."""
+
+    name: ClassVar[str] = "deadline"
+    event: Annotated[
+        Literal["arrest", "consent", "extended", "new_date_agreed", "shortened"],
+        Field(description="What happened"),
+    ]
+    on: When = None
+    deadline: Annotated[
+        str | None,
+        Field(
+            max_length=64,
+            description="The legal deadline it moves (extended, new_date_agreed, shortened)",
+        ),
+    ] = None
+    until: Annotated[
+        date | None,
+        Field(description="The new date agreed, or the shorter deadline asked (a day)"),
+    ] = None
+    reasons: Annotated[
+        str | None,
+        Field(max_length=1000, description="The reasons notified (required for an extension)"),
+    ] = None
+
+
 ENGINE_FUNCTIONS: dict[type[Command], str] = {
     Register: "register",
     Decide: "decide",
@@ -286,6 +314,7 @@ ENGINE_FUNCTIONS: dict[type[Command], str] = {
     AttachDocument: "attach",
     Acknowledge: "acknowledge",
     Snooze: "snooze",
+    Deadline: "deadline_event",
 }
 COMMANDS: dict[str, type[Command]] = {c.name: c for c in ENGINE_FUNCTIONS}
 CaseCommandName = Literal[
@@ -301,4 +330,5 @@ CaseCommandName = Literal[
     "attach",
     "acknowledge",
     "snooze",
+    "deadline",
 ]

@@ -123,10 +123,18 @@ class Request(Base):
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     head_hash: Mapped[str] = mapped_column(String(64), default=GENESIS)
+    deadlines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    """The case's legal deadlines (models.legal): anchor, due, met, moves, ladder."""
+    deadline_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When a legal deadline's rung next falls due (the sweep's index)."""
+    legal_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """The earliest due instant of a legal deadline still running (overdue and inbox)."""
 
     __table_args__ = (
         Index("ix_requests_country_status", "country", "status"),
         Index("ix_requests_prescription_date", "prescription_date"),
+        Index("ix_requests_deadline_next_at", "deadline_next_at"),
+        Index("ix_requests_legal_due_at", "legal_due_at"),
     )
 
 

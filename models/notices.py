@@ -34,6 +34,9 @@ SEVERITY: dict[str, Severity] = {
     "problem": "failure",
     "input_refused": "warning",
     "report": "info",
+    "legal_reminder": "warning",
+    "legal_overdue": "failure",
+    "legal_escalation": "failure",
 }
 
 
@@ -160,6 +163,82 @@ def hop_body(*, kind: str, state: HopState, today: date) -> str:
             f"What to do: {_ACTIONS.get(kind, _ACTIONS['overdue'])}",
         ],
         state.reference,
+    )
+
+
+@dataclass(frozen=True)
+class DeadlineState:
+    """What a legal deadline's notice reports (models.legal)."""
+
+    reference: str
+    deadline: str
+    source: str
+    runs_from: str
+    anchored_at: datetime
+    due_at: datetime
+    late: str | None
+    """How late, in the deadline's unit ("3 day(s)"), or None while it has not passed."""
+    holder_name: str
+    prescription_date: date | None
+    timezone: str
+
+
+def deadline_notice(
+    *,
+    key: str,
+    kind: str,
+    state: DeadlineState,
+    request_id: int,
+    tags: list[str],
+    at: datetime,
+    now: datetime,
+) -> Notice:
+    """A rung of a legal deadline's ladder: the article, the event it runs from, the due."""
+    zone = ZoneInfo(state.timezone)
+    today = now.astimezone(zone).date()
+    due = state.due_at.astimezone(zone).date()
+    if state.late is None:
+        kind = "legal_reminder"
+        title = f"Legal deadline: {state.reference} {state.deadline} expires on {due}"
+        action = (
+            "Decide before the legal deadline; if it cannot be met, inform the issuing "
+            "authority with the reasons and record the extension the law allows "
+            "(`rogatory deadline REF --event extended --deadline ID --reasons ...`)."
+        )
+    else:
+        kind = "legal_escalation" if kind == "escalation" else "legal_overdue"
+        title = (
+            f"Legal deadline passed: {state.reference} {state.deadline} expired on {due}, "
+            f"{state.late} ago"
+        )
+        action = (
+            "The deadline the law sets has passed: decide now, and inform the issuing "
+            "authority (a person held past an EAW surrender deadline is to be released, "
+            "FD 2002/584/JHA art. 23(5))."
+        )
+    body = with_link(
+        [
+            f"Case: {state.reference}",
+            f"Legal deadline: {state.deadline} ({state.source})",
+            f"Runs from: {state.runs_from}, {local_time(state.anchored_at, zone)}",
+            f"Due: {local_time(state.due_at, zone)}",
+            f"Late: {state.late or 'not yet'}",
+            f"Held now by: {state.holder_name}",
+            f"Prescription slack: {slack_text(state.prescription_date, today)}",
+            f"What to do: {action}",
+        ],
+        state.reference,
+    )
+    return Notice(
+        key=key,
+        request_id=request_id,
+        step_id=None,
+        kind=kind,
+        severity=SEVERITY[kind],
+        tags=tags,
+        title=title,
+        body=body,
+        due_at=at,
     )
 
 

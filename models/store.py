@@ -123,6 +123,10 @@ class Case:
     hop_count: int
     last_seq: int
     head_hash: str
+    deadlines: list[dict[str, Any]] | None = None
+    """The legal deadlines (models.legal); None on routes without any."""
+    deadline_next_at: datetime | None = None
+    legal_due_at: datetime | None = None
     base_seq: int = 0
     """The sequence as loaded: the compare-and-set writes only if nobody moved it since."""
     open: Hop | None = None
@@ -143,6 +147,9 @@ _CASE_CHANGING = [
     "hop_count",
     "last_seq",
     "head_hash",
+    "deadlines",
+    "deadline_next_at",
+    "legal_due_at",
 ]
 _CASE_LOADED = [
     f.name for f in fields(Case) if f.name not in ("base_seq", "open", "prescription_events")
@@ -288,7 +295,6 @@ class CaseStore:
     def add_case(self, values: dict[str, Any], intake: dict[str, Any]) -> Case:
         """A new case, kept in memory; its row is inserted with the next flush."""
         row = {
-            **values,
             "intake": intake,
             "flow_run_id": None,
             "last_seq": 0,
@@ -297,6 +303,10 @@ class CaseStore:
             "current_hop": None,
             "outcome": None,
             "closed_at": None,
+            "deadlines": None,
+            "deadline_next_at": None,
+            "legal_due_at": None,
+            **values,
             "id": self._next_case_id(),
         }
         case = Case(**{n: row[n] for n in _CASE_LOADED})

@@ -21,14 +21,24 @@ from sqlalchemy import Connection, Row, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
-from models import deliveries
+from models import deliveries, legal
 from models.calendar import Calendar, Duration
+from models.config import anchor_words
 from models.deliveries import Binder
 from models.domain import Role
 from models.engine import Routings, rung_due, silenced
 from models.ledger import Request, Step
 from models.loader import Routing
-from models.notices import HopState, Notice, hop_notice, role_tags, slack_notice, worded_kind
+from models.notices import (
+    DeadlineState,
+    HopState,
+    Notice,
+    deadline_notice,
+    hop_notice,
+    role_tags,
+    slack_notice,
+    worded_kind,
+)
 from models.problems import Failure
 
 DEFAULT_SLACK_THRESHOLDS = (180, 90, 30)
@@ -45,6 +55,8 @@ class SweepResult:
     """Cases that could not be swept: recorded as problems, the others went through."""
     worked: set[str] = field(default_factory=set)
     """The cases swept without a problem (a problem recorded for one of them is resolved)."""
+    due_deadlines: int = 0
+    """Cases with a legal deadline's rung due (models.legal), counted apart from the hops."""
 
 
 def _raw(column: Any) -> Any:
@@ -196,7 +208,150 @@ def sweep_rungs(
             f"UPDATE steps SET fired_at = {bind.mark} WHERE id = {bind.mark} AND fired_at IS NULL",
             fired,
         )
+    hops = SweepResult(len(rows), created, len(notices) - created, superseded, failures, worked)
+    laws = sweep_deadlines(session=session, routings=routings, now=now, limit=limit)
+    return SweepResult(
+        hops.due_hops,
+        hops.created + laws.created,
+        hops.already_recorded + laws.already_recorded,
+        hops.superseded + laws.superseded,
+        hops.failures + laws.failures,
+        hops.worked | laws.worked,
+        laws.due_hops,
+    )
+
+
+def sweep_deadlines(
+    *, session: Session, routings: Routings, now: datetime, limit: int = 50_000
+) -> SweepResult:
+    """Record every rung of a legal deadline due at `now` (models.legal), once.
+
+    The same rules as a hop's ladder: occurrences missed while nobody swept collapse into the
+    latest; lower rungs due at once are recorded as superseded; a case changed by a command
+    meanwhile (its sequence moved) keeps the command's view, and the next sweep looks again.
+    """
+    connection = session.connection()
+    rows = connection.execute(
+        select(
+            Request.id,
+            Request.reference,
+            Request.country,
+            Request.route_id,
+            Request.routing_version,
+            Request.last_seq,
+            _raw(Request.deadlines),
+            _raw(Request.deadline_next_at),
+            _raw(Request.prescription_date),
+            Step.holder,
+        )
+        .outerjoin(Step, (Step.request_id == Request.id) & (Step.hop == Request.current_hop))
+        .where(Request.deadline_next_at <= now)
+        .order_by(Request.deadline_next_at)
+        .limit(limit)
+    ).all()
+    stamp = int(now.timestamp())
+    bind = Binder.of(connection)
+    notices: list[Notice] = []
+    moot: list[Notice] = []
+    moves: list[tuple[Any, ...]] = []
+    failures: list[Failure] = []
+    worked: set[str] = set()
+    for row in rows:
+        try:
+            due, items = _due_deadlines(row, routings, session, stamp, now)
+        except Exception as exc:  # one bad case must not stop the sweep for the others
+            failures.append(
+                Failure.of(
+                    exc,
+                    reference=row.reference,
+                    request_id=row.id,
+                    country=row.country,
+                    stage="sweep",
+                )
+            )
+            continue
+        worked.add(row.reference)
+        for owed in due:
+            notices.append(owed[-1])
+            moot += owed[:-1]
+        following, _ = legal.summary(items)
+        moves.append(
+            (
+                bind.json(items),
+                bind.instant(following),
+                row.id,
+                row.last_seq,
+                row.deadline_next_at,
+            )
+        )
+    superseded = deliveries.record(
+        connection, moot, now=now, status="superseded", why="a higher rung was due at once"
+    )
+    created = deliveries.record(connection, notices, now=now)
+    if moves:
+        connection.exec_driver_sql(
+            f"UPDATE requests SET deadlines = {bind.mark}, deadline_next_at = {bind.mark} "
+            f"WHERE id = {bind.mark} AND last_seq = {bind.mark} "
+            f"AND deadline_next_at = {bind.mark}",
+            moves,
+        )
     return SweepResult(len(rows), created, len(notices) - created, superseded, failures, worked)
+
+
+def _due_deadlines(
+    row: Any, routings: Routings, session: Session, stamp: int, now: datetime
+) -> tuple[list[list[Notice]], list[dict[str, Any]]]:
+    """Per running legal deadline of one case, its due rung notices (the latest last), and
+    the deadlines with their ladders advanced."""
+    routing = routings.pinned(session, row.routing_version)
+    route = routing.config.route(row.route_id)
+    calendar = routing.calendar(None)
+    items = _rungs(row.deadlines)
+    owed: list[list[Notice]] = []
+    for item in items:
+        if item["state"] != "running":
+            continue
+        holder = row.holder or route.steps[route.step_index(item["met_by"][0].split(":")[0])].holder
+        due_at = datetime.fromisoformat(item["due_at"])
+        anchored = datetime.fromisoformat(item["anchored_at"])
+        found: list[tuple[int, int, Notice]] = []
+        for rung in item["rungs"]:
+            at = legal.next_occurrence(rung)
+            latest: int | None = None
+            while at is not None and at <= stamp:
+                latest = at
+                rung["fired"] += 1
+                at = legal.next_occurrence(rung)
+            if latest is None:
+                continue
+            occurrence = datetime.fromtimestamp(latest, UTC)
+            # Worded from the deadline's state now, as a hop's rung is.
+            late = legal.lateness(due_at, now, item["length"], calendar) if now > due_at else None
+            state = DeadlineState(
+                reference=row.reference,
+                deadline=item["id"],
+                source=item["source"],
+                runs_from=anchor_words(item["anchor"]),
+                anchored_at=anchored,
+                due_at=due_at,
+                late=late,
+                holder_name=routing.config.authorities[holder].name,
+                prescription_date=_day(row.prescription_date),
+                timezone=calendar.timezone,
+            )
+            notice = deadline_notice(
+                key=f"deadline:{row.id}:{item['id']}:rung:{rung['n']}:{rung['fired'] - 1}",
+                kind=rung["kind"],
+                state=state,
+                request_id=row.id,
+                tags=role_tags(routing, rung["notify"], holder),
+                at=occurrence,
+                now=now,
+            )
+            found.append((latest, rung["n"], notice))
+        if found:
+            owed.append([n for _, _, n in sorted(found, key=lambda f: (f[0], f[1]))])
+    return owed, items
 
 
 def _due_rungs(

@@ -50,7 +50,8 @@ def test_every_shipped_country_reads_back_from_its_snapshot(code: str) -> None:
 def test_preset_deadlines_are_stored_as_text() -> None:
     routing = load_all(REPO / "config")["IT"]
     stored = routing.snapshot()["presets"]
-    assert stored["eu-freezing.urgent-freezing"]["sla"] == "48h"
+    assert stored["eu-freezing.urgent-recognition"]["sla"] == "48h"
+    assert stored["eu-eio.execution"]["runs_from"] == ["decision"]
     assert all(isinstance(p["sla"], str) for p in stored.values())
 
 
