@@ -44,6 +44,7 @@ def register(sub: Sub) -> None:
     _case(sub, "Assign", "assign", "give the open hop to an officer (no --officer: release it)")
     _case(sub, "Acknowledge", "acknowledge", "the hop's escalation is seen to: no more repeats")
     _case(sub, "Snooze", "snooze", "no rung of the hop's ladder fires before a day")
+    _case(sub, "Deadline", "deadline", "an arrest, a consent or a move of a legal deadline")
     sub.add_parser("attach", help="attach a document to a case", build=_attach_options)
 
     s = sub.add_parser("status", help="a case's timeline: hops, days taken, lateness, stops")
@@ -278,6 +279,7 @@ def _timeline_text(view: Any) -> str:
             f"{closed:<10} {h.business_days:>4} {h.calendar_days:>4} {h.days_late:>4} "
             f"{h.stopped_business_days:>4}  {decision}"
         )
+    lines += _deadlines_text(view.deadlines, view.hops[-1].timezone if view.hops else "UTC")
     if view.prescription_rules:
         lines += ["", "the limitation rules applied:"]
         lines += [f"  {rule}" for rule in view.prescription_rules]
@@ -288,6 +290,26 @@ def _timeline_text(view: Any) -> str:
             for m in view.prescription_history
         ]
     return "\n".join(lines)
+
+
+def _deadlines_text(deadlines: list[dict[str, Any]], timezone: str) -> list[str]:
+    """The legal deadlines: each with its article, state, due day and how it moved."""
+    if not deadlines:
+        return []
+    zone = ZoneInfo(timezone)
+    lines = ["", "legal deadlines (counted from the event the law names; Reg. 1182/71 art. 3):"]
+    for d in deadlines:
+        due = (
+            f"due {datetime.fromisoformat(d['due_at']).astimezone(zone):%Y-%m-%d %H:%M}"
+            if d["due_at"]
+            else "not started"
+        )
+        state = d["state"] + (" LATE" if d.get("late") else "")
+        lines.append(f"  {d['id']:<20} {d['length']:>4}  {state:<12} {due}  ({d['source']})")
+        if d["state"] == "waiting":
+            lines.append(f"      waits for: {', '.join(d['from'])}")
+        lines += [f"      {m['at'][:10]}  {m['why']}" for m in d["moves"]]
+    return lines
 
 
 def _items_text(items: list[Any]) -> str:
@@ -302,6 +324,7 @@ def _items_text(items: list[Any]) -> str:
             f
             for f, on in (
                 ("OVERDUE", i.overdue),
+                ("LEGAL-DEADLINE-PASSED", i.legal_overdue),
                 ("stopped", i.clock_stopped),
                 ("urgent", i.urgent),
             )

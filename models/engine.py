@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from models import legal
 from models.calendar import Calendar, Duration
 from models.clock import Clock
 from models.config import Route, Rung
@@ -282,13 +283,19 @@ def _open_hop(
     holder = holder or step_cfg.holder
     calendar = routing.calendar(holder)
     sla = routing.sla(route, index)
-    due = calendar.add(at, sla)
-    rungs = rung_instants(
-        calendar=calendar,
-        opened_at=at,
-        sla=sla,
-        rungs=route.rungs_for(index, routing.config.escalation),
-    )
+    ladder = route.rungs_for(index, routing.config.escalation)
+    legal.on_opening(case.deadlines, step=step_cfg.id, at=at, routing=routing, route=route)
+    _sync_deadlines(case)
+    follows = legal.linked(case.deadlines, step_cfg.deadline) if step_cfg.deadline else None
+    if follows is not None:
+        # The hop is due when the law's deadline is, whenever the hop itself opened.
+        due = datetime.fromisoformat(follows["due_at"])
+        rungs = legal.window_rungs(
+            ladder, datetime.fromisoformat(follows["anchored_at"]), due, calendar
+        )
+    else:
+        due = calendar.add(at, sla)
+        rungs = rung_instants(calendar=calendar, opened_at=at, sla=sla, rungs=ladder)
     hop = Hop(
         request_id=case.id,
         hop=case.hop_count + 1,
@@ -373,6 +380,8 @@ def _close_case(
     _leave_hop(case, "closed")
     case.outcome = outcome
     case.closed_at = at
+    legal.close(case.deadlines, at=at, why=f"the case closed ({outcome})")
+    _sync_deadlines(case)
     store.append(
         case,
         kind="case_closed",
@@ -469,6 +478,114 @@ def compute_prescription(
     )
 
 
+def _sync_deadlines(case: Case) -> None:
+    """The case's sweep pointer and earliest legal due, from its legal deadlines."""
+    case.deadline_next_at, case.legal_due_at = legal.summary(case.deadlines)
+
+
+def _follow_deadline(store: CaseStore, case: Case, routing: Routing, route: Route) -> None:
+    """An open hop that follows a legal deadline moves with it (a late anchor, an extension)."""
+    hop = case.open
+    if hop is None:
+        return
+    step_cfg = route.steps[hop.step_index]
+    follows = legal.linked(case.deadlines, step_cfg.deadline) if step_cfg.deadline else None
+    if follows is None or datetime.fromisoformat(follows["due_at"]) == hop.due_at:
+        return
+    calendar = routing.calendar(hop.holder)
+    hop.due_at = datetime.fromisoformat(follows["due_at"])
+    hop.rungs = legal.window_rungs(
+        route.rungs_for(hop.step_index, routing.config.escalation),
+        datetime.fromisoformat(follows["anchored_at"]),
+        hop.due_at,
+        calendar,
+        before=hop.rungs,
+    )
+    hop.next_rung_at = hop_next_rung_at(hop, calendar)
+    store.touch(hop)
+
+
+def deadline_event(
+    *,
+    session: Session,
+    clock: Clock,
+    routings: Routings,
+    reference: str,
+    seq: int | None = None,
+    event: str,
+    on: When = None,
+    deadline: str | None = None,
+    until: date | None = None,
+    reasons: str | None = None,
+    actor: str = SYSTEM,
+    idempotency_key: str | None = None,
+) -> Result:
+    """Record an event a legal deadline runs from or moves by: an arrest, a consent, an
+    extension notified, a new surrender date agreed, a shorter deadline asked."""
+    store = CaseStore.of(session)
+    digest = _digest(
+        idempotency_key,
+        cmd="deadline",
+        ref=reference,
+        event=event,
+        deadline=deadline,
+        until=until.isoformat() if until else None,
+        reasons=reasons,
+    )
+    replay = _replay(store, idempotency_key, digest)
+    if replay is not None:
+        return replay
+    if event not in legal.EVENTS:
+        raise CommandRejected(
+            f"unknown deadline event {event!r} (known: {', '.join(legal.EVENTS)})"
+        )
+    case = store.case(reference)
+    _check_seq(case, seq)
+    _require_open(case)
+    routing = routings.pinned(session, case.routing_version)
+    route = routing.config.route(case.route_id)
+    at, read_as = _when(on, clock, calendar=routing.calendar(None))
+    recorded_at = clock.now()
+    # Worked on a copy: a refused event leaves the case as it was.
+    items = [
+        {**d, "moves": list(d["moves"]), "rungs": [dict(r) for r in d["rungs"]]}
+        for d in case.deadlines or ()
+    ]
+    said = legal.record(
+        items,
+        event=event,
+        at=at,
+        routing=routing,
+        route=route,
+        deadline=deadline,
+        until=until,
+        reasons=reasons,
+    )
+    case.deadlines = items
+    _sync_deadlines(case)
+    _follow_deadline(store, case, routing, route)
+    main = store.append(
+        case,
+        kind="deadline_event",
+        actor=actor,
+        payload={
+            "command": digest,
+            "event": event,
+            "deadline": deadline,
+            "until": until.isoformat() if until else None,
+            "reasons": reasons,
+            "result": said,
+        },
+        occurred_at=at,
+        recorded_at=recorded_at,
+        idempotency_key=idempotency_key,
+    )
+    store.command_done()
+    return Result(
+        reference, main, case.current_hop, case.status, f"{reference}: {event}{read_as}; {said}"
+    )
+
+
 def _set_prescription(case: Case, result: PrescriptionResult | None) -> dict[str, Any]:
     case.prescription_date = result.date if result else None
     case.prescription_running = result.running if result else False
@@ -543,6 +660,8 @@ def register(
     prescription = _set_prescription(
         case, compute_prescription(store, case, routing, as_of=at.date())
     )
+    case.deadlines = legal.start(routing, route, received_at=at)
+    _sync_deadlines(case)
     main = store.append(
         case,
         kind="registered",
@@ -688,6 +807,16 @@ def decide(
         idempotency_key=idempotency_key,
     )
     message = f"{reference}: hop {step.hop} ({step.route_step} at {step.holder}) {outcome}{read_as}"
+    for said in legal.on_decision(
+        case.deadlines,
+        step=step.route_step,
+        outcome=str(outcome),
+        at=at,
+        routing=routing,
+        route=route,
+    ):
+        message += f"; {said}"
+    _sync_deadlines(case)
     if prohibited:
         message += " — WARNING: UNCAC art. 46(8)/(22) prohibits refusing on this ground"
     index: int | None = None

@@ -67,6 +67,8 @@ class Timeline:
     hops: list[HopView] = field(default_factory=list)
     seq: int = 0
     """The case's last event: send it with a command to be refused if the case moved since."""
+    deadlines: list[dict[str, Any]] = field(default_factory=list)
+    """Legal deadlines counted from case events (models.legal), with how each moved."""
 
     def as_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=_jsonable))  # type: ignore[no-any-return]
@@ -146,6 +148,7 @@ def timeline(*, session: Session, routing: Routing, reference: str, now: datetim
         prescription_date=request.prescription_date,
         prescription_running=request.prescription_running,
         seq=request.last_seq,
+        deadlines=[_deadline_view(d) for d in request.deadlines or ()],
         prescription_history=history,
         prescription_rules=(
             []
@@ -158,6 +161,11 @@ def timeline(*, session: Session, routing: Routing, reference: str, now: datetim
         ),
         hops=[hop_view(s, routing, now, stops.get(s.hop, [])) for s in steps],
     )
+
+
+def _deadline_view(item: dict[str, Any]) -> dict[str, Any]:
+    """A legal deadline as status shows it: its terms, state and moves, not its ladder."""
+    return {k: v for k, v in item.items() if k != "rungs"}
 
 
 @dataclass(frozen=True)
@@ -183,6 +191,10 @@ class InboxItem:
     counterpart: str = ""
     assigned_to: str | None = None
     """The officer of the authority working the hop, if someone claimed or was given it."""
+    legal_due_at: datetime | None = None
+    """The earliest legal deadline of the case still running (EU instruments), if any."""
+    legal_overdue: bool = False
+    """That legal deadline has passed: overdue whatever the hop's own clock says."""
 
 
 _ITEM_COLUMNS = (
@@ -202,6 +214,7 @@ _ITEM_COLUMNS = (
     Request.direction,
     Request.counterpart,
     Step.assigned_to,
+    Request.legal_due_at,
 )
 
 
@@ -224,6 +237,7 @@ def _open_hops(session: Session, *, country: str, holder: str | None) -> list[An
 
 def _item(row: Any, routing: Routing, now: datetime) -> InboxItem:
     calendar = routing.calendar(row.holder)
+    legal_overdue = row.legal_due_at is not None and now > row.legal_due_at
     overdue = row.stopped_since is None and now > row.due_at
     slack = (row.prescription_date - now.date()).days if row.prescription_date else None
     return InboxItem(
@@ -233,7 +247,7 @@ def _item(row: Any, routing: Routing, now: datetime) -> InboxItem:
         holder=row.holder,
         opened_at=row.opened_at,
         due_at=row.due_at,
-        overdue=overdue,
+        overdue=overdue or legal_overdue,
         days_late=calendar.business_days_between(row.due_at, now) if overdue else 0,
         prescription_date=row.prescription_date,
         slack_days=slack,
@@ -245,6 +259,8 @@ def _item(row: Any, routing: Routing, now: datetime) -> InboxItem:
         direction=row.direction,
         counterpart=row.counterpart,
         assigned_to=row.assigned_to,
+        legal_due_at=row.legal_due_at,
+        legal_overdue=legal_overdue,
     )
 
 
