@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 from dataclasses import asdict
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from app.cli import config_paths, emit, instant
@@ -41,6 +42,7 @@ def validate(args: argparse.Namespace) -> int:
                 f"{len(routing.config.routes)} routes"
             )
         print(f"{len(routings)} country file(s) valid.")
+        _warn_config(routings.values())
         _warn_unserved_tags(routings.values())
         return 0
     presets = load_presets()
@@ -59,8 +61,20 @@ def validate(args: argparse.Namespace) -> int:
             print(f"ok  {routing.file}  {routing.country}  version {routing.version}")
     if problems:
         raise ConfigError(problems)
+    _warn_config(loaded)
     _warn_unserved_tags(loaded)
     return 0
+
+
+def _warn_config(routings: Iterable[Routing]) -> None:
+    """Name what valid files will get wrong (closures that run out, offences without a
+    prescription period); warnings leave the exit code at 0."""
+    from models.loader import config_warnings
+
+    today = date.today()
+    for routing in routings:
+        for warning in config_warnings(routing, today=today):
+            print(f"warning: {warning}")
 
 
 def _warn_unserved_tags(routings: Iterable[Routing]) -> None:

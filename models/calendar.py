@@ -7,15 +7,21 @@ Semantics (the tests hold the code to them):
   not a weekend day, not a public holiday and not a closure. A holiday that falls on a weekend
   closes nothing extra; where the law moves it to a weekday, the `holidays` package lists the
   observed day and that day is closed.
-- "N calendar days from t" (`Nd`) ends at the end of the N-th calendar day after t's local date,
-  whether or not that day is a business day (EU instruments count this way).
+- "N calendar days from t" (`Nd`) ends at the end of the N-th counted calendar day after t's
+  local date, whether or not that day is a business day (EU instruments count this way). Every
+  day counts except the days of a suspending closure (Italy's August suspension of judicial time
+  limits): 30d from 20 July ends on 19 September (11 days of July, 19 of September), and a count
+  that starts inside the suspension counts its first day on the day after it ends.
 - "N hours from t" (`Nh`) runs on the wall clock: exactly N elapsed hours, across nights,
   weekends and DST changes alike.
+- A closure closes days once (dated), every year on fixed month-days (a range may cross the year
+  end) or every year around Easter; each carries the reason `skipped` shows.
 - `business_days_between(a, b)` counts the business days after a's local date up to and
   including b's local date, so `business_days_between(t, add(t, "Nbd")) == N`.
 
 The fast path precomputes, for every day of the years in use, whether it is a business day,
-the running count of business days, and the UTC instants of local midnight and end of day. A
+the running count of business days (and, where a closure suspends calendar-day deadlines, of
+counted calendar days), and the UTC instants of local midnight and end of day. A
 deadline is then two look-ups, in plain Python (`add`) or vectorised over NumPy arrays
 (`add_many`). The years are built on first use, a few at a time around the dates asked, up to
 FIRST_YEAR..LAST_YEAR: a command about a 2026 case asks the `holidays` package for 2025-2027, not
@@ -29,7 +35,7 @@ from __future__ import annotations
 import re
 import threading
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache, partial
@@ -106,6 +112,57 @@ class SkippedDay:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Closure:
+    """Days closed for one reason: once (`dated`), every year on the same month-days
+    (`every_year`), or every year around Easter (`easter`); exactly one of the three is set.
+
+    Every closure closes business days. One that `suspends` also stops calendar-day deadlines:
+    its days are not counted (l. 742/1969 art. 1, Italy's August suspension).
+    """
+
+    reason: str
+    dated: tuple[date, date] | None = None
+    every_year: tuple[tuple[int, int], tuple[int, int]] | None = None
+    """(month, day) of the first and the last day; a last before the first crosses the year end.
+    February 29 is not allowed: it would close nothing three years in four."""
+    easter: tuple[int, int] | None = None
+    """Days from (Western) Easter Sunday of the first and the last day: (-3, 0) is Maundy
+    Thursday to Easter Sunday."""
+    suspends: bool = False
+
+    def spans(self, first_year: int, last_year: int) -> Iterator[tuple[date, date]]:
+        """The closed periods (first and last day) touching the years first_year..last_year."""
+        if self.dated is not None:
+            yield self.dated
+        elif self.every_year is not None:
+            (m1, d1), (m2, d2) = self.every_year
+            wraps = int((m2, d2) < (m1, d1))
+            for year in range(first_year - wraps, last_year + 1):
+                yield date(year, m1, d1), date(year + wraps, m2, d2)
+        elif self.easter is not None:
+            for year in range(first_year, last_year + 1):
+                sunday = easter_sunday(year)
+                yield (
+                    sunday + timedelta(days=self.easter[0]),
+                    sunday + timedelta(days=self.easter[1]),
+                )
+
+    def ordinals(self, first_year: int, last_year: int) -> Iterator[int]:
+        """The closed days of the years first_year..last_year, as ordinals."""
+        low, high = date(first_year, 1, 1).toordinal(), date(last_year, 12, 31).toordinal()
+        for first, last in self.spans(first_year, last_year):
+            yield from range(max(first.toordinal(), low), min(last.toordinal(), high) + 1)
+
+
+def easter_sunday(year: int) -> date:
+    """Western (Gregorian) Easter Sunday of `year`."""
+    from dateutil.easter import easter
+
+    sunday: date = easter(year)
+    return sunday
+
+
 class Calendar:
     """A business calendar over the years FIRST_YEAR..LAST_YEAR, in one timezone."""
 
@@ -115,7 +172,7 @@ class Calendar:
         timezone: str,
         weekend: Iterable[int],
         holidays: Mapping[date, str] | HolidaySource,
-        closures: Mapping[date, str],
+        closures: Iterable[Closure] | Mapping[date, str],
         first_year: int = FIRST_YEAR,
         last_year: int = LAST_YEAR,
     ) -> None:
@@ -127,7 +184,10 @@ class Calendar:
         self._holidays: HolidaySource = (
             holidays if callable(holidays) else partial(_holidays_in, dict(holidays))
         )
-        self._closures = dict(closures)
+        if isinstance(closures, Mapping):
+            closures = [Closure(name, dated=(day, day)) for day, name in closures.items()]
+        self._closures = tuple(closures)
+        self._suspends = any(c.suspends for c in self._closures)
         self._holiday_years: dict[int, dict[date, str]] = {}
         self._years: _Years | None = None
         self._growing = threading.Lock()
@@ -169,13 +229,22 @@ class Calendar:
         for year in range(first, last + 1):
             for day, name in self._holiday_years[year].items():
                 reasons[day.toordinal()] = f"{name} (public holiday)"
-        for day, name in self._closures.items():
-            if first <= day.year <= last:
-                reasons.setdefault(day.toordinal(), name)
+        closed: dict[int, str] = {}
+        suspended: set[int] = set()
+        for closure in self._closures:
+            for ordinal in closure.ordinals(first, last):
+                closed[ordinal] = closure.reason  # a later closure (the authority's) names the day
+                if closure.suspends:
+                    suspended.add(ordinal)
+        for ordinal, reason in closed.items():
+            reasons.setdefault(ordinal, reason)
         weekday = date(first, 1, 1).weekday()
         is_open = [
             (weekday + i) % 7 not in self.weekend and base + i not in reasons for i in range(n)
         ]
+        counted: list[bool] | None = None
+        if self._suspends:
+            counted = [base + i not in suspended for i in range(n)]
         midnight: list[int] = []
         for year in range(first, last + 1):
             midnight += _year_midnights(self.timezone, year)[:-1]
@@ -194,6 +263,8 @@ class Calendar:
             rank=rank,
             offset=offset,
             bdays=[i for i, o in enumerate(is_open) if o],
+            crank=None if counted is None else list(accumulate(map(int, counted))),
+            cdays=None if counted is None else [i for i, c in enumerate(counted) if c],
             midnight=midnight,
             eod=[m - 1 for m in midnight[1:]],
             reasons=reasons,
@@ -262,11 +333,14 @@ class Calendar:
     def _target(self, years: _Years, i: int, d: Duration) -> int | None:
         """The end (UTC epoch seconds) of the day `d` after day `i`: the deadline."""
         while True:
-            if d.unit == "d":
+            if d.unit == "d" and years.cdays is None:
                 target = i + d.amount
             else:
-                k = years.rank[i] + d.amount - 1
-                target = years.bdays[k] if k < len(years.bdays) else len(years.eod)
+                # The amount-th counted day after day i: business days, or calendar days less
+                # the suspended ones.
+                rank, days = (years.rank, years.bdays) if d.unit == "bd" else years.counted()
+                k = rank[i] + d.amount - 1
+                target = days[k] if k < len(days) else len(years.eod)
             if target < len(years.eod):
                 return years.eod[target]
             grown = self._later(years, i, d.amount if d.unit == "d" else d.amount * 7 // 5)
@@ -345,14 +419,19 @@ class Calendar:
         while True:
             arrays = years.arrays()
             idx = np.searchsorted(arrays.midnight, starts, side="right") - 1
-            if d.unit == "d":
+            if d.unit == "d" and arrays.cdays is None:
                 target = idx + d.amount
             else:
-                k = arrays.rank[idx] + (d.amount - 1)
-                if k.size and k.max() >= len(arrays.bdays):
+                if d.unit == "bd":
+                    rank, counted = arrays.rank, arrays.bdays
+                else:
+                    assert arrays.crank is not None and arrays.cdays is not None
+                    rank, counted = arrays.crank, arrays.cdays
+                k = rank[idx] + (d.amount - 1)
+                if k.size and k.max() >= len(counted):
                     target = np.full_like(k, len(arrays.eod))
                 else:
-                    target = arrays.bdays[k]
+                    target = counted[k]
             if not target.size or target.max() < len(arrays.eod):
                 result: npt.NDArray[np.int64] = arrays.eod[target]
                 return result
@@ -420,6 +499,8 @@ class _Arrays:
     bdays: npt.NDArray[np.int64]
     midnight: npt.NDArray[np.int64]
     eod: npt.NDArray[np.int64]
+    crank: npt.NDArray[np.int64] | None
+    cdays: npt.NDArray[np.int64] | None
 
 
 class _Years:
@@ -427,6 +508,8 @@ class _Years:
 
     Index i is the local day `base + i` (an ordinal); `rank[i] + offset` is the stable
     business-day rank; `midnight` has one more entry than there are days (the next midnight).
+    `crank` and `cdays` rank and list the counted calendar days as `rank` and `bdays` do the
+    business days; both are None when no closure suspends calendar days (every day counts).
     """
 
     def __init__(
@@ -439,12 +522,15 @@ class _Years:
         rank: list[int],
         offset: int,
         bdays: list[int],
+        crank: list[int] | None,
+        cdays: list[int] | None,
         midnight: list[int],
         eod: list[int],
         reasons: dict[int, str],
     ) -> None:
         self.first, self.last, self.base = first, last, base
         self.is_open, self.rank, self.offset, self.bdays = is_open, rank, offset, bdays
+        self.crank, self.cdays = crank, cdays
         self.midnight, self.eod, self.reasons = midnight, eod, reasons
         self.start, self.end = midnight[0], midnight[-1]
         self._arrays: _Arrays | None = None
@@ -459,8 +545,15 @@ class _Years:
                 bdays=np.array(self.bdays, dtype=np.int64),
                 midnight=np.array(self.midnight, dtype=np.int64),
                 eod=np.array(self.eod, dtype=np.int64),
+                crank=None if self.crank is None else np.array(self.crank, dtype=np.int64),
+                cdays=None if self.cdays is None else np.array(self.cdays, dtype=np.int64),
             )
         return self._arrays
+
+    def counted(self) -> tuple[list[int], list[int]]:
+        """`crank` and `cdays`, for a calendar that has them."""
+        assert self.crank is not None and self.cdays is not None
+        return self.crank, self.cdays
 
 
 def _runs(years: list[int]) -> list[tuple[int, int]]:
@@ -494,13 +587,13 @@ def build_calendar(
     weekend: tuple[int, ...],
     holiday_country: str | None,
     holiday_subdiv: str | None,
-    closures: tuple[tuple[date, str], ...],
+    closures: tuple[Closure, ...],
 ) -> Calendar:
     """A cached calendar; the loader turns CalendarSpec into these plain, hashable arguments."""
     names: Mapping[date, str] | HolidaySource = (
         partial(_holiday_names, holiday_country, holiday_subdiv) if holiday_country else {}
     )
-    return Calendar(timezone=timezone, weekend=weekend, holidays=names, closures=dict(closures))
+    return Calendar(timezone=timezone, weekend=weekend, holidays=names, closures=closures)
 
 
 # An authority's calendar often differs from its country's only by closures: the holiday tables

@@ -8,13 +8,14 @@ right; the semantics are those in the docstring of `models.calendar`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_pkg
+from dateutil.easter import easter
 
-from models.calendar import Duration
+from models.calendar import Closure, Duration
 from models.errors import CalendarError
 
 Holidays = holidays_pkg.HolidayBase | Mapping[date, str]
@@ -25,6 +26,21 @@ def is_business_day(
 ) -> bool:
     """Not a weekend day (0 is Monday), not a public holiday, not a closure."""
     return day.weekday() not in weekend and day not in holidays and day not in closures
+
+
+def closure_covers(closure: Closure, day: date) -> bool:
+    """Whether `closure` closes `day`, asked of that day alone (the calendar expands spans)."""
+    if closure.dated is not None:
+        return closure.dated[0] <= day <= closure.dated[1]
+    if closure.every_year is not None:
+        first, last = closure.every_year
+        here = (day.month, day.day)
+        if first <= last:
+            return first <= here <= last
+        return here >= first or here <= last  # across the year end
+    assert closure.easter is not None
+    after_easter: int = (day - easter(day.year)).days
+    return closure.easter[0] <= after_easter <= closure.easter[1]
 
 
 def local_date(instant: datetime, tz: ZoneInfo) -> date:
@@ -48,19 +64,21 @@ def reference_add(
     weekend: set[int],
     holidays: Holidays,
     closures: set[date],
+    suspended: Collection[date] = frozenset(),
 ) -> datetime:
-    """The instant `duration` after `start`, counted one day at a time."""
+    """The instant `duration` after `start`, counted one day at a time; calendar days skip the
+    `suspended` ones (days of a closure that suspends time limits)."""
     d = Duration.parse(duration)
     tz = ZoneInfo(timezone)
     day = local_date(start, tz)
     if d.unit == "h":
         return (start.astimezone(UTC) + timedelta(hours=d.amount)).astimezone(tz)
-    if d.unit == "d":
-        return end_of_day(day + timedelta(days=d.amount), tz)
     counted = 0
     while counted < d.amount:
         day += timedelta(days=1)
-        if is_business_day(day, weekend=weekend, holidays=holidays, closures=closures):
+        if d.unit == "d":
+            counted += day not in suspended
+        elif is_business_day(day, weekend=weekend, holidays=holidays, closures=closures):
             counted += 1
     return end_of_day(day, tz)
 

@@ -18,9 +18,10 @@ from pydantic import (
     Field,
     PlainSerializer,
     field_validator,
+    model_validator,
 )
 
-from models.calendar import Duration
+from models.calendar import Closure, Duration
 from models.domain import (
     Direction,
     Kind,
@@ -88,11 +89,90 @@ class HolidaySource(Strict):
     subdiv: str | None = None
 
 
+MONTH_DAYS_RE = re.compile(r"^(\d{2})-(\d{2})\.\.(\d{2})-(\d{2})$")
+EASTER_RE = re.compile(r"^([+-]?\d{1,2})\.\.([+-]?\d{1,2})$")
+
+
+class RecurringClosure(Strict):
+    """A closure that comes back every year: on the same month-days, or around Easter."""
+
+    every_year: str | None = None
+    """`08-01..08-31` (MM-DD..MM-DD, inclusive); `12-24..01-01` runs into the next year."""
+    easter: str | None = None
+    """`-3..0`: days from Easter Sunday (Western), inclusive; -3..0 is Maundy Thursday to Easter
+    Sunday, -6..0 Monday of Holy Week to Easter Sunday."""
+    reason: Annotated[str, Field(min_length=1)]
+    """Shown for each day it closes (cite the law)."""
+    kind: Literal["closed", "suspension"] = "closed"
+    """`closed` closes business days; `suspension` also stops calendar-day (`d`) deadlines,
+    whose count skips its days (l. 742/1969 art. 1: Italy's August suspension)."""
+
+    @field_validator("every_year")
+    @classmethod
+    def _month_days(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        match = MONTH_DAYS_RE.match(value)
+        if match is None:
+            raise ValueError(
+                f"every_year {value!r} is not MM-DD..MM-DD (e.g. 08-01..08-31, or 12-24..01-01 "
+                "across the year end)"
+            )
+        for month, day in (match.group(1, 2), match.group(3, 4)):
+            if (month, day) == ("02", "29"):
+                raise ValueError("02-29 comes once in four years: use 02-28 or 03-01")
+            try:
+                date(2001, int(month), int(day))
+            except ValueError as exc:
+                message = f"every_year {value!r}: {month}-{day} is not a day ({exc})"
+                raise ValueError(message) from None
+        return value
+
+    @field_validator("easter")
+    @classmethod
+    def _easter_offsets(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        match = EASTER_RE.match(value)
+        if match is None:
+            raise ValueError(
+                f"easter {value!r} is not FIRST..LAST in days from Easter Sunday (e.g. -3..0)"
+            )
+        first, last = int(match.group(1)), int(match.group(2))
+        if not -60 <= first <= last <= 60:
+            raise ValueError(
+                f"easter {value!r}: the first day must not come after the last, both within "
+                "60 days of Easter Sunday"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> RecurringClosure:
+        if (self.every_year is None) == (self.easter is None):
+            raise ValueError("give exactly one of `every_year` (MM-DD..MM-DD) or `easter` (-3..0)")
+        return self
+
+    def closure(self) -> Closure:
+        """The calendar's closure this entry describes."""
+        suspends = self.kind == "suspension"
+        if self.every_year is not None:
+            m = MONTH_DAYS_RE.match(self.every_year)
+            assert m is not None
+            first, last = (int(m[1]), int(m[2])), (int(m[3]), int(m[4]))
+            return Closure(self.reason, every_year=(first, last), suspends=suspends)
+        assert self.easter is not None
+        e = EASTER_RE.match(self.easter)
+        assert e is not None
+        return Closure(self.reason, easter=(int(e[1]), int(e[2])), suspends=suspends)
+
+
 class CalendarSpec(Strict):
     weekend: list[Weekday] = ["sat", "sun"]
     holidays: HolidaySource | None = None
     closures: list[str] = []
     """Extra closed days: `2026-08-03` or a range `2026-08-03/2026-08-06` (inclusive)."""
+    recurring: list[RecurringClosure] = []
+    """Closures that come back every year, each with its reason; they never run out."""
 
     @field_validator("weekend")
     @classmethod
@@ -320,8 +400,18 @@ def _rule_as_written(rule: PrescriptionRule) -> Any:
     return rule.rule.value if written.keys() == {"rule"} else written
 
 
+class NoPrescription(Strict):
+    """Offences the country sets no limitation period for (or has no such offence), and why."""
+
+    offences: Annotated[list[OffenceCategory], Field(min_length=1)]
+    reason: Annotated[str, Field(min_length=1)]
+
+
 class Prescription(Strict):
     periods: Annotated[list[PrescriptionPeriod], Field(min_length=1)]
+    none: list[NoPrescription] = []
+    """Offences with no period, each with its reason; `rogatory validate` warns of an offence
+    category in neither list."""
     effects: list[
         Annotated[
             PrescriptionRule,

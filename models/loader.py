@@ -13,7 +13,8 @@ import json
 import os
 import re
 import threading
-from collections import OrderedDict
+from calendar import monthrange
+from collections import Counter, OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -25,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ValidationError
 
-from models.calendar import Calendar, build_calendar
+from models.calendar import Calendar, Closure, build_calendar, easter_sunday
 from models.config import (
     SPECIAL_TARGETS,
     WEEKDAYS,
@@ -38,7 +39,7 @@ from models.config import (
     Route,
 )
 from models.countries import ISO_3166_ALPHA2
-from models.domain import Outcome
+from models.domain import OffenceCategory, Outcome
 from models.errors import ConfigError, ConfigProblem
 from models.safe_yaml import (
     MAX_BYTES,
@@ -201,12 +202,12 @@ class _CalendarTable(dict[str | None, Calendar]):
     def __missing__(self, authority: str | None) -> Calendar:
         spec = self.config.calendar
         tz = self.config.timezone
-        closures = _closure_days(spec)
+        closures = calendar_closures(spec)
         if authority is not None:
             own = self.config.authorities[authority]
             tz = own.timezone or tz
             if own.calendar is not None:
-                closures = closures + _closure_days(own.calendar)
+                closures = closures + calendar_closures(own.calendar)
                 spec = own.calendar
         source = spec.holidays
         calendar = build_calendar(
@@ -220,15 +221,14 @@ class _CalendarTable(dict[str | None, Calendar]):
         return calendar
 
 
-def _closure_days(spec: CalendarSpec) -> list[tuple[date, str]]:
+def calendar_closures(spec: CalendarSpec) -> list[Closure]:
+    """The closures of one `calendar:` section: its dated ones, then its recurring ones."""
     out = []
     for item in spec.closures:
         first, _, last = item.partition("/")
-        day, end = date.fromisoformat(first), date.fromisoformat(last or first)
-        while day <= end:
-            out.append((day, f"closure {item}"))
-            day += timedelta(days=1)
-    return out
+        span = (date.fromisoformat(first), date.fromisoformat(last or first))
+        out.append(Closure(f"closure {item}", dated=span))
+    return out + [rule.closure() for rule in spec.recurring]
 
 
 def content_hash(config: CountryConfig, presets: dict[str, PresetDeadline]) -> str:
@@ -499,6 +499,7 @@ def check_country(
         yield from _check_flow(route, where, doc)
     yield from _check_contacts(config, doc)
     yield from _check_prescription(config, doc)
+    yield from _check_no_prescription(config, doc)
 
 
 def _check_timezone(name: str, path: Path_, doc: YamlDocument) -> Iterator[ConfigProblem]:
@@ -535,6 +536,116 @@ def _check_calendar(spec: CalendarSpec, path: Path_, doc: YamlDocument) -> Itera
             continue
         if end < start:
             yield doc.problem((*path, "closures", i), f"range {item!r} ends before it starts")
+
+
+def _check_no_prescription(config: CountryConfig, doc: YamlDocument) -> Iterator[ConfigProblem]:
+    if config.prescription is None:
+        return
+    with_period = {o for p in config.prescription.periods for o in p.offences}
+    seen: set[str] = set()
+    for n, entry in enumerate(config.prescription.none):
+        for offence in entry.offences:
+            if offence in with_period:
+                yield doc.problem(
+                    ("prescription", "none", n, "offences"),
+                    f"offence {str(offence)!r} has a period under `periods` and is listed here "
+                    "as having none: keep one",
+                )
+            elif offence in seen:
+                yield doc.problem(
+                    ("prescription", "none", n, "offences"),
+                    f"offence {str(offence)!r} is listed twice under `none`",
+                )
+            seen.add(offence)
+
+
+# -- warnings: what loads today but will go wrong -------------------------------------------------
+
+HORIZON_MONTHS = 18
+"""How far ahead the dated closures of a calendar must reach before `validate` warns."""
+
+
+def config_warnings(routing: Routing, *, today: date) -> list[ConfigProblem]:
+    """What a valid file will get wrong: yearly closures listed by date that stop before
+    today + HORIZON_MONTHS, and offence categories its prescription section forgets."""
+    doc = parse_yaml(routing.text, file=routing.file)
+    config = routing.config
+    horizon = _months_after(today, HORIZON_MONTHS)
+    sections: list[tuple[Path_, CalendarSpec]] = [(("calendar",), config.calendar)]
+    for aid, authority in config.authorities.items():
+        if authority.calendar is not None:
+            sections.append((("authorities", aid, "calendar"), authority.calendar))
+    out: list[ConfigProblem] = []
+    for path, spec in sections:
+        out += _closures_running_out(spec, path, doc, today=today, horizon=horizon)
+    out += _offences_without_prescription(config, doc)
+    return sorted(out)
+
+
+def _months_after(day: date, months: int) -> date:
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return date(year, month, min(day.day, monthrange(year, month)[1]))
+
+
+def _closures_running_out(
+    spec: CalendarSpec, path: Path_, doc: YamlDocument, *, today: date, horizon: date
+) -> Iterator[ConfigProblem]:
+    """A list of dated closures that stops before `horizon`: one over several years (a yearly
+    list), or one that ended within the past year or is still to come (this year's vacations,
+    not yet listed for the next). Closures that all ended long ago are history: no warning."""
+    spans: list[tuple[int, date, date]] = []
+    for i, item in enumerate(spec.closures):
+        first, _, last = item.partition("/")
+        spans.append((i, date.fromisoformat(first), date.fromisoformat(last or first)))
+    if not spans:
+        return
+    i, _, end = max(spans, key=lambda span: span[2])
+    yearly = len({start.year for _, start, _ in spans}) >= 2
+    if end >= horizon or not (yearly or end >= today - timedelta(days=366)):
+        return
+    forms = "; ".join(_recurring_forms([(s, e) for _, s, e in spans]))
+    yield doc.problem(
+        (*path, "closures", i),
+        f"the dated closures run out on {end} ({spec.closures[i]!r} is the last), before "
+        f"{horizon} ({HORIZON_MONTHS} months from today): deadlines after that skip no closure. "
+        f"Write the yearly ones once under `recurring:`, e.g. {forms}",
+    )
+
+
+def _recurring_forms(spans: list[tuple[date, date]]) -> list[str]:
+    """The `recurring:` entries that would repeat the dated spans: the same month-days each
+    year, or the same days around Easter (Holy Week moves with it)."""
+    fixed = Counter((s.month, s.day, e.month, e.day) for s, e in spans)
+    forms = [
+        f'{{every_year: "{m1:02}-{d1:02}..{m2:02}-{d2:02}", reason: ...}}'
+        for (m1, d1, m2, d2), count in fixed.items()
+        if count >= 2
+    ]
+    moving = Counter(
+        ((s - easter_sunday(s.year)).days, (e - easter_sunday(s.year)).days)
+        for s, e in spans
+        if fixed[(s.month, s.day, e.month, e.day)] < 2
+    )
+    forms += [f'{{easter: "{a}..{b}", reason: ...}}' for (a, b), n in moving.items() if n >= 2]
+    return forms or ['{every_year: "MM-DD..MM-DD", reason: ...}', '{easter: "-3..0", reason: ...}']
+
+
+def _offences_without_prescription(
+    config: CountryConfig, doc: YamlDocument
+) -> Iterator[ConfigProblem]:
+    if config.prescription is None:
+        return
+    named = {o for p in config.prescription.periods for o in p.offences}
+    named |= {o for entry in config.prescription.none for o in entry.offences}
+    missing = [str(o) for o in OffenceCategory if o not in named]
+    if missing:
+        yield doc.problem(
+            ("prescription", "periods"),
+            f"no prescription period for {', '.join(missing)}: their cases get no prescription "
+            "date. Add a period citing the statute, or list them under `none:` with the reason, "
+            f'e.g. `none: [{{offences: [{missing[0]}], reason: "..."}}]`',
+        )
 
 
 def _check_matcher(matcher: Any, path: Path_, doc: YamlDocument) -> Iterator[ConfigProblem]:

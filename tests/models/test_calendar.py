@@ -24,15 +24,20 @@ from models.calendar import (
     FIRST_YEAR,
     LAST_YEAR,
     Calendar,
+    Closure,
     Duration,
     SkippedDay,
     _holiday_names,
     build_calendar,
 )
-from models.calendar_reference import reference_add, reference_business_days_between
-from models.config import WEEKDAYS, CalendarSpec
+from models.calendar_reference import (
+    closure_covers,
+    reference_add,
+    reference_business_days_between,
+)
+from models.config import WEEKDAYS
 from models.errors import CalendarError
-from models.loader import Routing, load_all
+from models.loader import Routing, calendar_closures, load_all
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 ROUTINGS = load_all(CONFIG)
@@ -94,16 +99,18 @@ def test_sv_business_days_skip_the_year_end_closure_new_year_and_weekends(el_sal
 
     deadline = el_salvador.add(start, "10bd")
 
-    # Dec 24-31 closed (Dec 25 is also Christmas), Jan 1 New Year, then Jan 4-8 and 11-15.
+    # Dec 24-Jan 2 closed (Dec 25 is also Christmas, Jan 1 New Year), then Jan 4-8 and 11-15.
     assert same_instant_and_offset(deadline, at(2027, 1, 15, 23, 59, 59, SV))
     assert deadline.tzinfo == SV
-    closure = "closure 2026-12-24/2026-12-31"
+    closure = (
+        "vacación de fin de año (Ley de Asuetos, Vacaciones y Licencias de los Empleados Públicos)"
+    )
     assert el_salvador.skipped(start, deadline) == [
         SkippedDay(date(2026, 12, 24), closure),
         SkippedDay(date(2026, 12, 25), "Christmas Day (public holiday)"),
         *(SkippedDay(date(2026, 12, d), closure) for d in range(26, 32)),
         SkippedDay(date(2027, 1, 1), "New Year's Day (public holiday)"),
-        SkippedDay(date(2027, 1, 2), "Saturday (weekend)"),
+        SkippedDay(date(2027, 1, 2), closure),  # a Saturday, named for its closure
         SkippedDay(date(2027, 1, 3), "Sunday (weekend)"),
         SkippedDay(date(2027, 1, 9), "Saturday (weekend)"),
         SkippedDay(date(2027, 1, 10), "Sunday (weekend)"),
@@ -284,6 +291,8 @@ class Facts:
     holiday_country: str | None
     holiday_subdiv: str | None
     closures: frozenset[date]
+    suspended: frozenset[date] = frozenset()
+    """Days of closures that also stop calendar-day deadlines."""
 
 
 @dataclass(eq=False)
@@ -320,6 +329,7 @@ class Case:
             weekend=set(self.facts.weekend),
             holidays=self.holidays,
             closures=set(self.facts.closures),
+            suspended=self.facts.suspended,
         )
 
     def reference_business_days_between(self, a: datetime, b: datetime) -> int:
@@ -333,32 +343,36 @@ class Case:
         )
 
 
-def closure_days(spec: CalendarSpec) -> set[date]:
-    out: set[date] = set()
-    for item in spec.closures:
-        first, _, last = item.partition("/")
-        day, end = date.fromisoformat(first), date.fromisoformat(last or first)
-        while day <= end:
-            out.add(day)
-            day += timedelta(days=1)
-    return out
+# The days the property tests below can reach: instants from 2000 to 2060, 800 days either side.
+REACHED = [date(1997, 1, 1) + timedelta(days=i) for i in range(68 * 366)]
+
+
+@cache
+def closed_days(closures: tuple[Closure, ...]) -> tuple[frozenset[date], frozenset[date]]:
+    """The days `closures` close, and those they suspend, asked of each day alone."""
+    closed = {d for d in REACHED if any(closure_covers(c, d) for c in closures)}
+    suspending = [c for c in closures if c.suspends]
+    suspended = {d for d in closed if any(closure_covers(c, d) for c in suspending)}
+    return frozenset(closed), frozenset(suspended)
 
 
 def facts_of(routing: Routing, authority: str | None) -> Facts:
     """What the file says the calendar of `authority` (None: the country's) should be."""
     config = routing.config
-    spec, timezone, closures = config.calendar, config.timezone, closure_days(config.calendar)
+    spec, timezone, closures = config.calendar, config.timezone, calendar_closures(config.calendar)
     if authority is not None:
         own = config.authorities[authority]
         timezone = own.timezone or timezone
         if own.calendar is not None:
-            spec, closures = own.calendar, closures | closure_days(own.calendar)
+            spec, closures = own.calendar, closures + calendar_closures(own.calendar)
+    closed, suspended = closed_days(tuple(closures))
     return Facts(
         timezone=timezone,
         weekend=frozenset(WEEKDAYS.index(d) for d in spec.weekend),
         holiday_country=spec.holidays.country if spec.holidays else None,
         holiday_subdiv=spec.holidays.subdiv if spec.holidays else None,
-        closures=frozenset(closures),
+        closures=closed,
+        suspended=suspended,
     )
 
 
@@ -388,6 +402,12 @@ def configured_cases() -> list[Case]:
     return cases
 
 
+SYNTHETIC_CLOSURES = (
+    Closure("August suspension", every_year=((8, 1), (8, 31)), suspends=True),
+    Closure("Christmas", every_year=((12, 24), (1, 1))),
+    Closure("Holy Week", easter=(-6, 0)),
+    Closure("closure 2031-07-30/2031-08-02", dated=(date(2031, 7, 30), date(2031, 8, 2))),
+)
 EXTRA_CASES = [
     Case(
         "riyadh-fri-sat",
@@ -404,7 +424,25 @@ EXTRA_CASES = [
             weekend=(5, 6),
             holiday_country="CL",
             holiday_subdiv=None,
-            closures=((date(2031, 2, 3), "closure"),),
+            closures=(Closure("closure", dated=(date(2031, 2, 3), date(2031, 2, 3))),),
+        ),
+    ),
+    # Every kind of recurring closure at once: a suspension, one across the year end, Easter's.
+    Case(
+        "recurring-suspension-christmas-holy-week",
+        Facts(
+            "Europe/Rome",
+            frozenset({5, 6}),
+            "IT",
+            None,
+            *closed_days(SYNTHETIC_CLOSURES),
+        ),
+        lambda: build_calendar(
+            timezone="Europe/Rome",
+            weekend=(5, 6),
+            holiday_country="IT",
+            holiday_subdiv=None,
+            closures=SYNTHETIC_CLOSURES,
         ),
     ),
 ]
