@@ -273,9 +273,10 @@ class Snooze(CaseCommand):
 
 
 class Deadline(CaseCommand):
-    """An event a legal deadline runs from or moves by (EU instruments): the arrest, the
-    person's consent, an extension notified, a new surrender date agreed, a shorter deadline
-    asked by the issuing authority."""
+    """Record an event a legal deadline runs from or moves by.
+
+    EU instruments: the arrest, the person's consent, an extension notified, a new surrender
+    date agreed, a shorter deadline asked by the issuing authority."""
 
     name: ClassVar[str] = "deadline"
     event: Annotated[

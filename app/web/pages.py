@@ -64,10 +64,12 @@ class Visitor:
         return sorted({g.country for g in self.caller.grants if g.country and g.role in roles})
 
 
-def _local(value: datetime | None, zone: str = "UTC", *, with_time: bool = True) -> str:
+def _local(value: datetime | str | None, zone: str = "UTC", *, with_time: bool = True) -> str:
     """An instant as the holder reads it: in their timezone, with the zone's name."""
     if value is None:
         return ""
+    if isinstance(value, str):  # an instant kept in JSON (a legal deadline's due)
+        value = datetime.fromisoformat(value)
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     local = value.astimezone(ZoneInfo(zone))
