@@ -283,7 +283,8 @@ def _timeline_text(view: Any) -> str:
     if view.prescription_rules:
         lines += ["", "the limitation rules applied:"]
         lines += [f"  {rule}" for rule in view.prescription_rules]
-    if len(view.prescription_history) > 1:
+    if view.prescription_history:
+        # Even with nothing recorded, the registration's line says how the date was counted.
         lines += ["", "why the prescription date moved:"]
         lines += [
             f"  {m['on']}  {m['event']}: {m.get('date')}  {m.get('why', '')}"

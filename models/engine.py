@@ -1291,6 +1291,11 @@ def record(
     result = compute_prescription(store, case, routing, as_of=now.date())
     store.prescription_events(case).pop()  # `append` below records it for good
     summary = _set_prescription(case, result)
+    # The history's last word may be a suspension still open; the event's own effect (the
+    # same-day events of its kind sort stably, so it is the last of them) is kept before it.
+    own = [m for m in result.history if (m.on, m.cause) == (on, kind.value)] if result else []
+    if result is not None and own and own[-1] is not result.history[-1]:
+        summary["why"] = f"{own[-1].why}; then {summary['why']}"
     main = store.append(
         case,
         kind="prescription_event",

@@ -408,7 +408,11 @@ def test_record_moves_the_prescription_date_and_refuses_impossible_days(cli):
     assert "request_sent_abroad on 2026-06-01 recorded; prescription date unchanged" in sent.out
     answered = cli("record", reference, "--event", "foreign_final_action", "--on", "2026-08-01")
     assert answered.code == 0 and "prescription date unchanged" in answered.out
-    ordered = cli("record", reference, "--event", "suspension_ordered", "--on", "2026-06-20")
+    ordered = cli(
+        "record",
+        reference,
+        *("--event", "suspension_ordered", "--on", "2026-06-20", "--applied-on", "2026-06-10"),
+    )
     assert ordered.code == 0, ordered.err
     assert "prescription date moved from 2029-05-10 to 2029-07-10" in ordered.out
     history = cli("status", reference, "--json").json()

@@ -158,7 +158,14 @@ def test_register_lists_open_cases_worst_first_with_why(ledger: Ledger, routings
             (feb2, "new", "register", {"data": sv(offence_date="2025-06-01")}),
             (feb2, "done", "register", {"data": sv(offence_date="2016-03-20")}),
             (feb2, "back", "register", {"data": sv(offence_date="2020-01-01")}),
-            (feb2, "it", "register", {"data": italy(offence_date="2016-04-20")}),
+            # c.p. art. 159(1) n. 3-ter binds offences from 2017-08-03 (L. 103/2017): a 6-year
+            # offence of 2020 reaches the same date as a 10-year one of 2016, 2026-04-20.
+            (
+                feb2,
+                "it",
+                "register",
+                {"data": italy(offence_date="2020-04-20", offence_category="trading_in_influence")},
+            ),
             (at(2, 5), "done", "decide", {"outcome": "refused", "ground": "de_minimis"}),
             (at(2, 6), "back", "decide", {"outcome": "forwarded"}),
             (at(2, 9), "back", "decide", {"outcome": "returned", "cause": "missing_translation"}),
@@ -248,7 +255,12 @@ def test_register_flags_the_cases_already_prescribed(ledger: Ledger, routings):
             (feb2, "past", "register", {"data": sv(offence_date="2016-03-01")}),
             (feb2, "today", "register", {"data": sv(offence_date="2016-03-11")}),
             (feb2, "soon", "register", {"data": sv(offence_date="2016-03-20")}),
-            (feb2, "held", "register", {"data": italy(offence_date="2016-03-01")}),
+            (
+                feb2,
+                "held",
+                "register",
+                {"data": italy(offence_date="2020-03-01", offence_category="trading_in_influence")},
+            ),
         ],
     )
     with ledger.transaction() as session:
