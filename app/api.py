@@ -49,7 +49,17 @@ from app.client import EVENTS_HEADER
 from app.service import Service
 from models import identity
 from models.clock import Clock, clock_from_env
-from models.commands import COMMANDS, AttachDocument, CaseCommand, Command, Register
+from models.commands import (
+    COMMANDS,
+    AttachDocument,
+    CaseCommand,
+    Command,
+    Decide,
+    Migrate,
+    Reassign,
+    Register,
+    Resubmit,
+)
 from models.documents import MAX_DOCUMENT_BYTES, AttachedDocument, DocumentKind
 from models.engine import Result
 from models.errors import (
@@ -227,6 +237,25 @@ def body_model(command: type[Command]) -> type[BaseModel]:
 # -- the app ------------------------------------------------------------------------------------
 
 
+OPENING = (Register, Decide, Resubmit, Reassign, Migrate)
+"""The commands that can open a hop, whose holder is told at once."""
+
+
+def _announce_then_wake(
+    ledger: Ledger, wake: Callable[[Command, Result], None], command: Command, result: Result
+) -> None:
+    """After a command committed: tell a new hop's holder now (the notice was written with the
+    command), then wake the case's flow, which stays the backstop if sending fails here."""
+    if result.hop is not None and isinstance(command, OPENING):
+        try:
+            from tasks.notify import announce_opened
+
+            announce_opened(ledger, result.reference, result.hop)
+        except Exception:  # the flow and the sweep send it later; the command stands
+            log.exception("could not send %s hop %s's notice at once", result.reference, result.hop)
+    wake(command, result)
+
+
 def create_app(
     ledger: Ledger | None = None,
     *,
@@ -244,7 +273,7 @@ def create_app(
     wake = wake or _wake_through_prefect
 
     def waker(command: Command, result: Result) -> None:
-        background.submit(wake, command, result)
+        background.submit(_announce_then_wake, ledger, wake, command, result)
 
     service = Service(ledger, clock=clock, waker=waker)
     app = FastAPI(

@@ -23,6 +23,9 @@ class Result:
     better: Better
     note: str | None = None
     """How the figure was measured, when its name alone does not say (e.g. batching)."""
+    load_average: tuple[float, float, float] | None = None
+    """The machine's 1-minute load average when its benchmark started and when it ended, and
+    the 5-minute one at the end: a figure taken on a busy machine says so."""
 
     @property
     def ok(self) -> bool:

@@ -1,7 +1,9 @@
-"""Live latency: from a decision in the ledger to the next hop's holder notified by its flow.
+"""Live latency: from a decision in the ledger to the next hop's holder notified.
 
 A real Prefect server and a real `rogatory serve` (runner poll 1 s) on loopback; one case goes
 through its hops, and each decision is timed until the new hop's notice lands in the outbox.
+As behind the API, the notice written in the decision's transaction is sent at once after the
+commit, and the case's flow is woken as the backstop.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def run() -> list[Result]:
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return [
         Result(
-            "live_decision_to_notified_median_s", statistics.median(latencies), "s", 5.0, "lower"
+            "live_decision_to_notified_median_s", statistics.median(latencies), "s", 3.0, "lower"
         ),
         Result("live_decision_to_notified_p95_s", p95, "s", None, "lower"),
     ]
@@ -91,6 +93,7 @@ def _measure(root: Path) -> list[float]:
     from models.ledger import Ledger
     from models.loader import load_all
     from models.queries import read_case_view
+    from tasks.notify import announce_opened
     from tasks.orchestration import start_case_flow, wake_case_flow
 
     outbox = root / "outbox" / "outbox.jsonl"
@@ -112,7 +115,7 @@ def _measure(root: Path) -> list[float]:
                 _wait(lambda r=ref: _suspended(read_case_view(ledger, r).flow_run_id), 60)
                 started = time.monotonic()
                 with ledger.transaction() as session:
-                    engine.decide(
+                    result = engine.decide(
                         session=session,
                         clock=clock,
                         routings=routings,
@@ -120,6 +123,10 @@ def _measure(root: Path) -> list[float]:
                         outcome="forwarded",
                         hop=hop,
                     )
+                # What the API does after a command commits: the new hop's notice, written in
+                # the decision's transaction, goes at once; then the flow is woken (backstop).
+                assert result.hop is not None
+                announce_opened(ledger, ref, result.hop)
                 view = read_case_view(ledger, ref)
                 assert view.flow_run_id is not None
                 wake_case_flow(view.flow_run_id, view)

@@ -30,8 +30,8 @@ from models.loader import load_all
 CASES = 200_000
 HOPS = 5
 REPEATS = 3
-BUDGET_S = 5.0
-BUDGET_MIB = 1536.0
+BUDGET_S = 4.0  # issue 13: margins on the budgets (was 5 s)
+BUDGET_MIB = 1228.8  # 1.2 GiB (was 1.5)
 NOW = datetime(2026, 1, 15, 12, tzinfo=UTC)
 OPEN_SHARE = 0.1
 LATE_ENTRY_SHARE = 0.01

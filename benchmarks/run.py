@@ -18,6 +18,7 @@ import pkgutil
 import platform
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,9 @@ def entry(result: Result, *, when: str) -> dict[str, Any]:
     }
     if result.note:
         out["note"] = result.note
+    if result.load_average:
+        start, end, five = result.load_average
+        out["load_average"] = {"start_1min": start, "end_1min": end, "end_5min": five}
     return out
 
 
@@ -149,10 +153,13 @@ def run_one(name: str) -> list[Result]:
     run = getattr(module, "run", None)
     if not callable(run):
         raise TypeError(f"benchmarks/{PREFIX}{name}.py has no `def run() -> list[Result]`")
+    start = os.getloadavg()[0]
     results = run()
     if not isinstance(results, list) or not all(isinstance(r, Result) for r in results):
         raise TypeError(f"{PREFIX}{name}.run() must return a list of benchmarks.Result")
-    return results
+    one, five, _ = os.getloadavg()
+    load = (round(start, 2), round(one, 2), round(five, 2))
+    return [replace(r, load_average=load) for r in results]
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from prefect import task
 from models import deliveries
 from models.deliveries import Outcome, Owed
 from models.ledger import Ledger
+from models.notices import opened_key
 from tasks.notify_sources import AppriseSource, apprise_source, load_source
 
 
@@ -171,6 +172,15 @@ def send_pending(
                 failed += 1
         claimed += len(batch)
     return SendResult(claimed, sent, failed)
+
+
+def announce_opened(ledger: Ledger, reference: str, hop: int) -> SendResult:
+    """Send, now, the notice of a hop a command just opened (written in the command's own
+    transaction). The case's flow run and the sweep stay the backstop: a notice this cannot
+    send stays pending for them, and one they already sent is not claimed twice."""
+    return send_pending(
+        ledger=ledger, now=datetime.now(UTC), keys=[opened_key(reference, hop)], limit=1
+    )
 
 
 @task(name="send-deliveries", retries=2, retry_delay_seconds=[2, 10])

@@ -222,3 +222,27 @@ def test_the_remote_cli_attaches_a_document_through_the_api_and_reads_it_back(
     assert by_hash.status_code in (404, 405)
     other = api.post("/api/cases", json={"request": intake()}).json()["reference"]
     assert api.get(f"/api/cases/{other}/documents/{digest}").status_code == 404
+
+
+def test_a_decision_through_the_api_tells_the_next_holder_at_once_without_prefect(
+    server: tuple[str, str, str], tmp_path: Path
+) -> None:
+    # No Prefect server answers here, so no flow run exists to send anything: the new hop's
+    # notice, written with the decision, is sent by the API right after the commit.
+    base, token, _ = server
+    outbox = tmp_path / "server-var" / "outbox" / "outbox.jsonl"
+    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"})
+    ref = api.post("/api/cases", json={"request": intake()}).json()["reference"]
+    decided = api.post(f"/api/cases/{ref}/decide", json={"outcome": "forwarded", "hop": 1})
+    assert decided.status_code == 200, decided.text
+
+    def told() -> list[str]:
+        if not outbox.exists():
+            return []
+        lines = [json.loads(x) for x in outbox.read_text().splitlines() if x.strip()]
+        return [m["title"] for m in lines if f"Case: {ref}\n" in m["body"]]
+
+    deadline = time.monotonic() + 10
+    while len(told()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert told() == [f"New: {ref} hop 1 is now with you", f"New: {ref} hop 2 is now with you"]
