@@ -297,7 +297,11 @@ class Step(Strict):
     holder: Identifier
     sla: DurationField | None = None
     preset: str | None = None
-    """A preset deadline instead of `sla`, as `<preset>.<deadline>`, e.g. `eu-eio.recognition`."""
+    """A preset deadline instead of `sla`, as `<preset>.<deadline>`, counted from the hop's
+    opening (the form of routings published before legal deadlines: new files use `deadline`)."""
+    deadline: Identifier | None = None
+    """Instead of `sla`: the hop is due when the route's legal deadline of this id is due
+    (counted from the event the law names, moved by its extensions)."""
     when: Matcher | None = None
     """The step applies only to requests this matches; others skip it."""
     decisions: dict[Outcome, Target] | None = None
@@ -306,12 +310,93 @@ class Step(Strict):
     note: str | None = None
 
 
+ANCHOR_RE = re.compile(
+    r"^(received|arrest|consent|decision"
+    r"|opened:[a-z][a-z0-9_-]*|decided:[a-z][a-z0-9_-]*(:[a-z_]+)?)$"
+)
+"""`decided:<step>` is any decision of the step that settles it (not `returned` nor
+`postponed`); `decided:<step>:<outcome>` only that outcome (the EAW's final decision on consent
+is `executed`, while `forwarded` there means "no consent, decide on the contested case").
+`opened:<step>` is the first opening of the step: on an outgoing route, the request reaching the
+executing state (its receipt abroad)."""
+ANCHOR_WORDS = {
+    "received": "receipt of the request",
+    "arrest": "the arrest",
+    "consent": "the person's consent",
+    "decision": "the decision the law names",
+}
+
+
+def anchor_words(anchor: str) -> str:
+    """`decided:recognition` as "the decision of step recognition", for status and notices."""
+    if anchor.startswith("decided:"):
+        step, _, outcome = anchor.removeprefix("decided:").partition(":")
+        return f"the decision of step {step}" + (f" ({outcome})" if outcome else "")
+    if anchor.startswith("opened:"):
+        return f"the request reaching step {anchor.removeprefix('opened:')}"
+    return ANCHOR_WORDS[anchor]
+
+
+def _anchors(value: Any) -> Any:
+    value = _as_list(value)
+    for item in value or ():
+        if not isinstance(item, str) or not ANCHOR_RE.match(item):
+            raise ValueError(
+                f"{item!r} is not an event a deadline can run from: write received, arrest, "
+                "consent, opened:<step id> (the request reaching that step), decided:<step id> "
+                "(a decision of that step) or decided:<step id>:<outcome>"
+            )
+    return value
+
+
+Anchors = Annotated[list[str], BeforeValidator(_anchors), Field(min_length=1)]
+StepOutcome = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*(:[a-z_]+)?$", max_length=100)]
+
+
+class Extension(Strict):
+    """How far the law lets the executing authority extend a deadline, once, with notice."""
+
+    by: DurationField
+    source: str
+
+
+class LegalDeadline(Strict):
+    """A deadline set by law, counted from a case event, beside the hops' own SLAs.
+
+    It starts when the first of its `runs_from` events happens (receipt, a recorded arrest or
+    consent, a step's decision), is met by a decision of one of its `met_by` steps, and moves
+    only by the events the law provides (an extension notified, a new surrender date agreed, a
+    shorter deadline requested).
+    """
+
+    id: Identifier
+    preset: str | None = None
+    """`<preset>.<deadline>`: length, starting event, extension and source from the preset."""
+    length: DurationField | None = None
+    runs_from: Anchors | None = None
+    """Overrides the preset's; the preset's `decision` must be named here as decided:<step>."""
+    met_by: Annotated[list[StepOutcome], BeforeValidator(_as_list), Field(min_length=1)]
+    """Steps whose decision meets it: `<step>` (any decision but returned or postponed) or
+    `<step>:<outcome>` (that outcome only)."""
+    extension: Extension | None = None
+    source: str | None = None
+    escalation: list[Rung] | None = None
+
+
 class Route(Strict):
     id: Identifier
     name: str | None = None
     when: Matcher = Matcher()
     steps: Annotated[list[Step], Field(min_length=1)]
     escalation: list[Rung] | None = None
+    deadlines: list[LegalDeadline] = []
+    """Legal deadlines running beside the steps' SLAs (EU instruments)."""
+
+    def deadline(self, deadline_id: str) -> LegalDeadline:
+        for deadline in self.deadlines:
+            if deadline.id == deadline_id:
+                return deadline
+        raise KeyError(deadline_id)
 
     def decisions_for(self, index: int) -> dict[Outcome, Target]:
         """The decisions allowed on step `index` and their targets.
@@ -451,8 +536,13 @@ class CountryConfig(Strict):
 
 class PresetDeadline(Strict):
     sla: DurationField
+    """The deadline's length."""
     source: str
     note: str | None = None
+    runs_from: Anchors | None = None
+    """The event it counts from (`decision`: a route names which step's, as decided:<step>);
+    absent in presets written before legal deadlines, which counted from the hop's opening."""
+    extension: Extension | None = None
 
 
 class Preset(Strict):

@@ -26,12 +26,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ValidationError
 
-from models.calendar import Calendar, Closure, build_calendar, easter_sunday
+from models.calendar import Calendar, Closure, Duration, build_calendar, easter_sunday
 from models.config import (
     SPECIAL_TARGETS,
     WEEKDAYS,
     CalendarSpec,
     CountryConfig,
+    Extension,
     PrescriptionPeriod,
     PrescriptionRule,
     Preset,
@@ -154,6 +155,18 @@ def _unwrap(tp: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class LegalTerms:
+    """What a legal deadline is, resolved: how long, from which event, met by which steps."""
+
+    id: str
+    length: Duration
+    anchors: tuple[str, ...]
+    met_by: tuple[str, ...]
+    extension: Extension | None
+    source: str
+
+
+@dataclass(frozen=True)
 class Routing:
     """A validated country file, versioned by the hash of its content."""
 
@@ -182,8 +195,29 @@ class Routing:
         step = route.steps[index]
         if step.sla is not None:
             return step.sla
+        if step.deadline is not None:
+            return self.legal(route, step.deadline).length
         assert step.preset is not None
         return self.presets[step.preset].sla
+
+    def legal(self, route: Route, deadline_id: str) -> LegalTerms:
+        """A route's legal deadline with its preset's terms filled in (the route's win)."""
+        deadline = route.deadline(deadline_id)
+        preset = self.presets[deadline.preset] if deadline.preset else None
+        length = deadline.length or (preset.sla if preset else None)
+        anchors = deadline.runs_from or (preset.runs_from if preset else None)
+        source = deadline.source or (preset.source if preset else None)
+        assert length is not None and anchors and source, "checked by the loader"
+        if deadline.preset and deadline.preset.split(".")[0] not in source:
+            source = f"{deadline.preset.split('.')[0]} {source}"
+        return LegalTerms(
+            id=deadline.id,
+            length=length,
+            anchors=tuple(anchors),
+            met_by=tuple(deadline.met_by),
+            extension=deadline.extension or (preset.extension if preset else None),
+            source=source,
+        )
 
     def calendar(self, authority: str | None = None) -> Calendar:
         """The business calendar of the country, or of one authority if it has its own."""
@@ -300,8 +334,14 @@ def load_country(path: Path, *, presets: dict[str, PresetDeadline] | None = None
         doc.problems += list(check_country(config, doc, file_stem=path.stem, presets=presets))
     if doc.problems or config is None:
         raise ConfigError(doc.problems)
-    used = {s.preset: presets[s.preset] for r in config.routes for s in r.steps if s.preset}
+    used = {name: presets[name] for name in _presets_used(config)}
     return _LOADED.put(key, Routing(config, content_hash(config, used), doc.file, doc.text, used))
+
+
+def _presets_used(config: CountryConfig) -> set[str]:
+    """The preset deadlines a file names, on its steps and its routes' legal deadlines."""
+    used = {s.preset for r in config.routes for s in r.steps if s.preset}
+    return used | {d.preset for r in config.routes for d in r.deadlines if d.preset}
 
 
 def routing_from_snapshot(snapshot: Mapping[str, Any]) -> Routing:
@@ -483,9 +523,18 @@ def check_country(
                 yield doc.problem(
                     (*at, "holder"), f"unknown authority {step.holder!r} (known: {known})"
                 )
-            if (step.sla is None) == (step.preset is None):
+            if [step.sla, step.preset, step.deadline].count(None) != 2:
                 yield doc.problem(
-                    at, "give either `sla` (e.g. 10bd, 30d, 48h) or `preset`, exactly one of them"
+                    at,
+                    "give exactly one of `sla` (e.g. 10bd, 30d, 48h), `deadline` (a legal "
+                    "deadline of the route) or `preset`",
+                )
+            if step.deadline is not None and step.deadline not in {d.id for d in route.deadlines}:
+                yield doc.problem(
+                    (*at, "deadline"),
+                    f"route {route.id!r} declares no legal deadline {step.deadline!r} "
+                    f"(declared: {', '.join(d.id for d in route.deadlines) or 'none'}): "
+                    "add it under the route's `deadlines`",
                 )
             if step.preset is not None and step.preset not in presets:
                 yield doc.problem(
@@ -495,11 +544,74 @@ def check_country(
                 )
             if step.when is not None:
                 yield from _check_matcher(step.when, (*at, "when"), doc)
+        yield from _check_legal_deadlines(route, where, doc, presets)
         yield from _check_decisions(route, where, doc)
         yield from _check_flow(route, where, doc)
     yield from _check_contacts(config, doc)
     yield from _check_prescription(config, doc)
     yield from _check_no_prescription(config, doc)
+
+
+def _check_legal_deadlines(
+    route: Route, where: Path_, doc: YamlDocument, presets: dict[str, PresetDeadline]
+) -> Iterator[ConfigProblem]:
+    seen: set[str] = set()
+    for d, deadline in enumerate(route.deadlines):
+        at: Path_ = (*where, "deadlines", d)
+        if deadline.id in seen:
+            yield doc.problem((*at, "id"), f"legal deadline {deadline.id!r} is declared twice")
+        seen.add(deadline.id)
+        preset = presets.get(deadline.preset) if deadline.preset else None
+        if deadline.preset is not None and preset is None:
+            yield doc.problem(
+                (*at, "preset"),
+                f"unknown preset deadline {deadline.preset!r} "
+                f"(known: {', '.join(sorted(presets))})",
+            )
+            continue
+        if preset is None and (
+            deadline.length is None or deadline.runs_from is None or deadline.source is None
+        ):
+            yield doc.problem(
+                at, "without a preset, give `length`, `runs_from` and `source` (the article)"
+            )
+            continue
+        anchors = deadline.runs_from or (preset.runs_from if preset else None) or []
+        if not anchors:
+            yield doc.problem(
+                (*at, "preset"),
+                f"preset {deadline.preset!r} names no event it runs from: give `runs_from`",
+            )
+        for anchor in anchors:
+            if anchor == "decision":
+                yield doc.problem(
+                    at,
+                    f"{deadline.preset} runs from a decision: name the step whose decision "
+                    "starts it, e.g. `runs_from: decided:recognition`",
+                )
+            elif anchor.startswith(("decided:", "opened:")):
+                yield from _check_step_outcome(
+                    anchor.partition(":")[2], route, (*at, "runs_from"), doc
+                )
+        for met in deadline.met_by:
+            yield from _check_step_outcome(met, route, (*at, "met_by"), doc)
+
+
+def _check_step_outcome(
+    text: str, route: Route, path: Path_, doc: YamlDocument
+) -> Iterator[ConfigProblem]:
+    """`<step>` or `<step>:<outcome>`: the step is on the route, the outcome exists."""
+    step, _, outcome = text.partition(":")
+    steps = [s.id for s in route.steps]
+    if step not in steps:
+        yield doc.problem(
+            path, f"{text!r}: no step {step!r} in route {route.id!r} (steps: {', '.join(steps)})"
+        )
+    elif outcome and outcome not in {str(o) for o in Outcome}:
+        yield doc.problem(
+            path,
+            f"{text!r}: unknown outcome {outcome!r} (known: {', '.join(str(o) for o in Outcome)})",
+        )
 
 
 def _check_timezone(name: str, path: Path_, doc: YamlDocument) -> Iterator[ConfigProblem]:

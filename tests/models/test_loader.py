@@ -7,9 +7,11 @@ lines the loader must print for it, sorted as the loader sorts them.
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 import tempfile
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -160,8 +162,8 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "no_sla_nor_preset": [
         (
-            "sv.yaml:13:9: routes[0].steps[0]: give either `sla` (e.g. 10bd, 30d, 48h) or "
-            "`preset`, exactly one of them"
+            "sv.yaml:13:9: routes[0].steps[0]: give exactly one of `sla` (e.g. 10bd, 30d, 48h), "
+            "`deadline` (a legal deadline of the route) or `preset`"
         ),
     ],
     "not_a_mapping": [
@@ -220,8 +222,8 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "sla_and_preset": [
         (
-            "sv.yaml:13:9: routes[0].steps[0]: give either `sla` (e.g. 10bd, 30d, 48h) or "
-            "`preset`, exactly one of them"
+            "sv.yaml:13:9: routes[0].steps[0]: give exactly one of `sla` (e.g. 10bd, 30d, 48h), "
+            "`deadline` (a legal deadline of the route) or `preset`"
         ),
     ],
     "sla_without_unit": [
@@ -570,7 +572,7 @@ def test_shipped_country_file_validates(path, shipped_presets):
 
 def test_shipped_presets_validate(shipped_presets):
     assert shipped_presets["eu-eio.recognition"].sla == Duration(30, "d")
-    assert shipped_presets["eu-freezing.urgent-freezing"].sla == Duration(48, "h")
+    assert shipped_presets["eu-freezing.urgent-recognition"].sla == Duration(48, "h")
 
 
 def test_load_all_reports_the_problems_of_every_file_at_once(tmp_path):
@@ -660,3 +662,98 @@ def test_an_sla_no_calendar_can_count_is_refused_at_its_line(tmp_path: Path, pre
         "sv.yaml:22:34: routes[0].steps[0].sla: '999999d': at most 1830d (about 5 years); a "
         "longer deadline is no deadline, and could not be counted on the calendar"
     )
+
+
+# -- warnings: valid files that will go wrong -----------------------------------------------------
+
+YEARLY = """\
+  closures:
+    - 2025-04-14/2025-04-20   # Holy Week
+    - 2025-08-01/2025-08-06
+    - 2026-03-30/2026-04-05
+    - 2026-08-01/2026-08-06
+"""
+PRESCRIPTION = """\
+prescription:
+  periods:
+    - {offences: [bribery, embezzlement], years: 10}
+  none:
+    - {offences: [trading_in_influence], reason: "does not prescribe"}
+"""
+
+
+def yearly_sv(tmp_path: Path, presets) -> loader.Routing:
+    dated = VALID[VALID.index("  closures:") : VALID.index("authorities:")]
+    return load_country(write_sv(tmp_path, varied(dated, YEARLY)), presets=presets)
+
+
+def test_yearly_dated_closures_that_stop_within_18_months_warn_at_the_last_one(tmp_path, presets):
+    routing = yearly_sv(tmp_path, presets)
+
+    (warning,) = loader.config_warnings(routing, today=date(2025, 3, 1))
+
+    assert (warning.line, warning.column, warning.path) == (12, 7, "calendar.closures[3]")
+    assert warning.message.startswith(
+        "the dated closures run out on 2026-08-06 ('2026-08-01/2026-08-06' is the last), before "
+        "2026-09-01 (18 months from today): deadlines after that skip no closure."
+    )
+    # The suggestion repeats the list: the same month-days, and Holy Week around Easter.
+    assert '{every_year: "08-01..08-06", reason: ...}' in warning.message
+    assert '{easter: "-6..0", reason: ...}' in warning.message
+
+
+def test_dated_closures_that_reach_18_months_ahead_do_not_warn(tmp_path, presets):
+    routing = yearly_sv(tmp_path, presets)
+
+    assert loader.config_warnings(routing, today=date(2025, 2, 5)) == []
+
+
+def test_this_years_closures_warn_and_old_one_off_ones_do_not(tmp_path, presets):
+    routing = load_country(write_sv(tmp_path, VALID), presets=presets)
+
+    (warning,) = loader.config_warnings(routing, today=date(2026, 12, 1))
+    assert warning.path == "calendar.closures[1]"
+    assert loader.config_warnings(routing, today=date(2028, 6, 1)) == []
+
+
+def test_offences_with_no_period_and_not_listed_as_having_none_warn(tmp_path, presets):
+    routing = load_country(write_sv(tmp_path, VALID + PRESCRIPTION), presets=presets)
+
+    (warning,) = loader.config_warnings(routing, today=date(2029, 1, 1))
+
+    assert warning.path == "prescription.periods"
+    assert warning.message.startswith(
+        "no prescription period for abuse_of_functions, illicit_enrichment, money_laundering, "
+        "concealment, obstruction: their cases get no prescription date."
+    )
+
+
+def test_an_offence_with_a_period_cannot_also_be_listed_as_having_none(tmp_path, presets):
+    text = VALID + PRESCRIPTION.replace("[trading_in_influence]", "[bribery]")
+
+    (problem,) = problems_of(write_sv(tmp_path, text), presets)
+
+    assert problem.endswith(
+        "prescription.none[0].offences: offence 'bribery' has a period under `periods` and is "
+        "listed here as having none: keep one"
+    )
+
+
+def test_validate_prints_warnings_and_exits_0(tmp_path, presets, capsys, monkeypatch):
+    from app.commands import validate
+
+    monkeypatch.setattr(loader, "load_presets", lambda root=None: presets)
+    path = write_sv(tmp_path, VALID)
+
+    assert validate(argparse.Namespace(paths=[str(path)])) == 0
+
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "sv.yaml:" in line]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"warning: {path}:10:7: calendar.closures[1]: "
+    )
+
+
+def test_shipped_files_give_no_warning_for_18_months(shipped_presets):
+    for path in country_files(CONFIG):
+        routing = load_country(path, presets=shipped_presets)
+        assert loader.config_warnings(routing, today=date.today()) == [], path.name
