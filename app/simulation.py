@@ -88,7 +88,8 @@ def simulate(args: argparse.Namespace) -> int:
     from models.simulation import simulate as run
 
     console = Console(stderr=True)
-    with Ledger(args.database, migrate=True) as ledger:
+    # A ledger of its own (--database) is created here; the configured one only by `db upgrade`.
+    with Ledger(args.database, migrate=args.database is not None) as ledger:
         if not args.append:
             refuse_filled_ledger(ledger)
         routings = Routings(load_all())

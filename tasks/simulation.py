@@ -29,7 +29,9 @@ def simulate_caseload(
     append: bool,
 ) -> dict[str, Any]:
     """Simulate into the ledger at `database` (default: the configured one); the summary."""
-    with Ledger(database, migrate=True) as ledger:
+    # A ledger of its own (`database`) is created here; the configured one is upgraded only by
+    # `rogatory db upgrade`, like every other process's.
+    with Ledger(database, migrate=database is not None) as ledger:
         if not append:
             refuse_filled_ledger(ledger)
         summary = simulate(
