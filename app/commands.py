@@ -78,17 +78,32 @@ def _warn_config(routings: Iterable[Routing]) -> None:
 
 
 def _warn_unserved_tags(routings: Iterable[Routing]) -> None:
-    """Name the contact tags no apprise line serves: their alerts would stay pending."""
-    from models.contacts import apprise_config_path, contact_tags, served_tags
+    """Name the contact tags no apprise line serves: their alerts would stay pending. The
+    config checked is the one in force: the Prefect Secret block when one is named."""
+    from models.contacts import contact_tags, served_in, served_tags
+    from models.errors import NotificationError
+    from tasks.notify_sources import apprise_source, read_secret
 
-    path = apprise_config_path()
-    missing = sorted(set(contact_tags(routings)) - served_tags(path))
+    source = apprise_source()
+    if source.secret is not None:
+        try:
+            served = served_in(read_secret(source.secret))
+        except NotificationError as exc:
+            print(f"warning: the contact tags were not checked: {exc}")
+            return
+        fix = f"add a `tag=URL` line for each to {source}"
+    else:
+        assert source.path is not None
+        served = served_tags(source.path)
+        fix = (
+            "run `rogatory notify config` to send them to the offline outbox, then put real "
+            "apprise URLs on their lines"
+        )
+    missing = sorted(set(contact_tags(routings)) - served)
     if missing:
         print(
-            f"warning: {path} has no line for {len(missing)} contact tag(s), so their alerts "
-            f"would stay pending: {', '.join(missing)}\n"
-            "  run `rogatory notify config` to send them to the offline outbox, then put real "
-            "apprise URLs on their lines"
+            f"warning: {source} has no line for {len(missing)} contact tag(s), so their alerts "
+            f"would stay pending: {', '.join(missing)}\n  {fix}"
         )
 
 

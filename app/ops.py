@@ -401,8 +401,8 @@ def digest(args: argparse.Namespace) -> int:
 
 
 def notify_test(args: argparse.Namespace) -> int:
-    from models.contacts import apprise_config_path
     from tasks.notify import load_apprise, send
+    from tasks.notify_sources import apprise_source
 
     ok = send(
         load_apprise(),
@@ -415,7 +415,7 @@ def notify_test(args: argparse.Namespace) -> int:
         return 0
     print(
         f"nothing delivered to tag {args.tag!r}: see `rogatory notify pending` for the errors "
-        f"of real deliveries, and check {apprise_config_path()}",
+        f"of real deliveries, and check {apprise_source()}",
         file=sys.stderr,
     )
     return 1
@@ -427,14 +427,26 @@ def notify_config(args: argparse.Namespace) -> int:
         apprise_config_path,
         contact_tags,
         outbox_config,
+        served_in,
     )
     from models.loader import load_available
+    from tasks.notify_sources import apprise_source, read_secret
 
     routings, _ = load_available()
     tags = contact_tags(routings.values())
     if args.print:
         print(outbox_config(tags), end="")
         return 0
+    source = apprise_source()
+    if source.secret is not None:
+        # The config in force lives in the Secret block: it is not this command's to rewrite.
+        missing = sorted(set(tags) - served_in(read_secret(source.secret)))
+        if not missing:
+            print(f"every contact tag already has a line in {source}: nothing to add")
+            return 0
+        print(f"{source} has no line for {len(missing)} tag(s); add these (offline outbox shown):")
+        print("\n".join(f"{t}=outbox://local?recipient={t}" for t in missing))
+        return 1
     added = add_missing_tags(tags)
     where = apprise_config_path()
     if added:

@@ -68,8 +68,13 @@ def served_tags(path: Path | None = None) -> set[str]:
     path = path or apprise_config_path()
     if not path.exists():
         return set()
+    return served_in(path.read_text(encoding="utf-8"))
+
+
+def served_in(text: str) -> set[str]:
+    """The tags an apprise TEXT config's lines give a service."""
     out: set[str] = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         match = _TAG_LINE.match(line)
         if match:
             out.update(t.strip() for t in re.split(r"[,\s]+", match.group(1)) if t.strip())

@@ -178,3 +178,27 @@ def test_the_shipped_config_holds_only_outbox_lines_and_loads_inside_the_checkou
     services = list(notifier)
     assert services and with_credentials(notifier) == []
     assert {recipient_id(s).split("://")[0] for s in services} == {"outbox"}
+
+
+def test_validate_and_notify_config_check_the_secret_block_in_force(
+    prefect_harness: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from app.commands import validate
+    from app.ops import notify_config
+
+    # The shipped file serves every tag; the Secret block in force serves only one of them.
+    Secret(value="sv-coordination=outbox://local?recipient=sv\n").save(SECRET, overwrite=True)
+    monkeypatch.setenv("ROGATORY_APPRISE_SECRET", SECRET)
+    assert validate(argparse.Namespace(paths=[])) == 0
+    out = capsys.readouterr().out
+    assert f"warning: the Prefect Secret block {SECRET!r} has no line for" in out
+    assert "admin" in out.split("would stay pending:")[1]
+    assert "sv-coordination," not in out.split("would stay pending:")[1]
+
+    # notify config does not rewrite a file nobody reads: it prints the lines the block lacks.
+    assert notify_config(argparse.Namespace(print=False)) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert "admin=outbox://local?recipient=admin" in lines
+    assert not any(line.startswith("sv-coordination=") for line in lines)
