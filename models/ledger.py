@@ -332,6 +332,55 @@ class SweepRun(Base):
     __table_args__ = (Index("ix_sweep_runs_ok_finished", "ok", "finished_at"),)
 
 
+class Checkpoint(Base):
+    """The head of every case folded into a Merkle root, signed, and written to a witness
+    outside the ledger (models.checkpoints): what `audit verify` holds the ledger to."""
+
+    __tablename__ = "checkpoints"
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cases: Mapped[int] = mapped_column(Integer)
+    root: Mapped[str] = mapped_column(String(64))
+    statement: Mapped[str] = mapped_column(Text)
+    """The canonical JSON that was signed: number, instant, cases, root, previous, key."""
+    signature: Mapped[str | None] = mapped_column(String(128))
+    """Ed25519, hex; NULL when no signing key was configured."""
+    heads: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The heads sealed since the checkpoint before (reference -> [seq, hash]): the witness
+    line's, kept so a witness that missed a line is caught up from here."""
+    cursor: Mapped[str | None] = mapped_column(String(32))
+    """The last reference of the rolling re-verification (each sweep re-verifies a slice of
+    all cases, so an edit that moved no head is found within a day or so)."""
+
+
+class CaseSeal(Base):
+    """A case's head as the latest checkpoint sealed it: where the next sweep's verification of
+    that case starts. No foreign key: the seal outlives a deleted case, which is how its
+    deletion is named."""
+
+    __tablename__ = "case_seals"
+
+    reference: Mapped[str] = mapped_column(String(32), primary_key=True)
+    request_id: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    checkpoint: Mapped[int] = mapped_column(Integer)
+
+
+class TamperedCase(Base):
+    """A case whose records did not verify: every command on it is refused (LedgerTampered)
+    until a verification finds it intact again (e.g. after a restore)."""
+
+    __tablename__ = "tampered_cases"
+
+    reference: Mapped[str] = mapped_column(String(32), primary_key=True)
+    request_id: Mapped[int | None] = mapped_column(Integer)
+    found_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    found_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+
+
 def insert_if_absent(connection: Connection, table: type[Base], row: dict[str, Any]) -> bool:
     """Insert `row` unless a row with the same primary or unique key exists; True if inserted.
 
