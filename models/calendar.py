@@ -32,6 +32,9 @@ definition it is tested against.
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import os
 import re
 import threading
 from bisect import bisect_right
@@ -40,6 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache, partial
 from itertools import accumulate
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
@@ -607,11 +611,59 @@ def _holiday_names(country: str, subdiv: str | None, first: int, last: int) -> d
     A holiday observed across New Year comes from its neighbouring year's rules, so the years
     on either side are computed too (within the calendar's range, as the full table was).
     """
+    cached = _HolidayCache(country, subdiv, first, last)
+    found = cached.read()
+    if found is not None:
+        return found
     import holidays as holidays_pkg
 
     years = range(max(first - 1, FIRST_YEAR), min(last + 1, LAST_YEAR) + 1)
     table = holidays_pkg.country_holidays(country, subdiv=subdiv, years=years)
-    return {day: str(name) for day, name in table.items() if first <= day.year <= last}
+    names = {day: str(name) for day, name in table.items() if first <= day.year <= last}
+    cached.write(names)
+    return names
+
+
+class _HolidayCache:
+    """A holiday table kept on disk between processes, under $ROGATORY_VAR/cache/holidays.
+
+    Importing the `holidays` package loads every country's rules (0.2 s): a command that
+    reads one case should not pay that each time. The file is named after the package's
+    version, so an upgrade of its rules is read afresh; a cache that cannot be read or written
+    is no cache, never an error.
+    """
+
+    SCHEMA = 1
+
+    def __init__(self, country: str, subdiv: str | None, first: int, last: int) -> None:
+        self.path: Path | None = None
+        try:
+            version = importlib.metadata.version("holidays")
+        except importlib.metadata.PackageNotFoundError:
+            return
+        folder = Path(os.environ.get("ROGATORY_VAR", "var")) / "cache" / "holidays"
+        name = f"{country}-{subdiv or '_'}-{first}-{last}-{version}-{self.SCHEMA}.json"
+        self.path = folder / name
+
+    def read(self) -> dict[date, str] | None:
+        if self.path is None:
+            return None
+        try:
+            stored = json.loads(self.path.read_text(encoding="utf-8"))
+            return {date.fromisoformat(day): str(name) for day, name in stored.items()}
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def write(self, names: Mapping[date, str]) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({d.isoformat(): n for d, n in sorted(names.items())}))
+            tmp.replace(self.path)
+        except OSError:
+            return
 
 
 @lru_cache(maxsize=4096)
