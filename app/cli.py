@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "app.simulation",
     "app.reporting",
     "app.health",
+    "app.ministry_cli",
 )
 
 

@@ -4,6 +4,8 @@
     ├── ConfigError                  a country or preset file is wrong (holds ConfigProblem list)
     ├── CalendarError                a duration or instant the calendar cannot handle
     ├── IntakeError                  a request refused at registration (holds the reasons)
+    ├── RegisterRejected             a register import refused, nothing written (holds the
+    │                                problems, each `file:sheet:row:column: message`)
     ├── CommandRejected              an engine command refused; nothing was written
     │   ├── NotFound                 no such case, step or routing version
     │   ├── DecisionNotAllowed       the route does not allow that decision here
@@ -61,6 +63,35 @@ class IntakeError(RogatoryError):
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = reasons
         super().__init__("request refused:\n" + "\n".join(f"  - {r}" for r in reasons))
+
+
+@dataclass(frozen=True)
+class RegisterProblem:
+    """One problem in one cell (or row) of a register being imported."""
+
+    file: str
+    sheet: str
+    row: int
+    column: str
+    """The spreadsheet column letter (A, B, ... AA); empty when the problem is the whole row."""
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.sheet}:{self.row}:{self.column}: {self.message}"
+
+
+class RegisterRejected(RogatoryError):
+    """A register import was refused and nothing was written; `problems` lists every one."""
+
+    def __init__(self, problems: list[RegisterProblem], *, rows: int, cases: int) -> None:
+        self.problems = problems
+        self.rows = rows
+        self.cases = cases
+        super().__init__(
+            "\n".join(str(p) for p in problems)
+            + f"\n{len(problems)} problem(s) in {rows} row(s); nothing was written "
+            "(--skip-invalid imports the cases without problems)"
+        )
 
 
 class CommandRejected(RogatoryError):

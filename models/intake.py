@@ -73,6 +73,8 @@ class RequestIntake(BaseModel):
     translation: Literal["not_needed", "pending", "done"] = "not_needed"
     external_reference: Code | None = None
     """The other state's reference for the same request."""
+    register_number: Code | None = None
+    """The case's number in the register it was brought in from (`rogatory import`)."""
 
     # UNCAC art. 46(15)
     requesting_authority: Text  # (a)

@@ -197,6 +197,9 @@ class CaseStore:
     """Notices owed by this transaction's commands (a hop opened), recorded with its writes."""
     documents: list[dict[str, Any]] = field(default_factory=list)
     """Rows of the `documents` projection owed by this transaction's commands."""
+    marks: dict[str, Any] | None = None
+    """Keys added to the payload of every event appended while set: an import marks each event
+    with the file and the register row it comes from (`models.importer`)."""
 
     @classmethod
     def of(cls, session: Session) -> CaseStore:
@@ -345,6 +348,8 @@ class CaseStore:
     ) -> int:
         """Append one event to the case's chain; returns its sequence number."""
         seq = case.last_seq + 1
+        if self.marks is not None:
+            payload = {**payload, **self.marks}
         body = canonical(payload)
         digest = event_hash(
             prev_hash=case.head_hash,
