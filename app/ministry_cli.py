@@ -130,4 +130,3 @@ def _start_flows(references: list[str], *, quiet: bool) -> None:
                 started += 1
     if not quiet:
         print(f"note: {started} flow run(s) started for the open imported cases", file=sys.stderr)
-

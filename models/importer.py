@@ -746,9 +746,12 @@ class _Reader:
                     "no event: say what happened",
                 )
             fields = {}
-            for name in ("authority", "ground", "cause", "note"):
+            # A ground is read on refusals, a cause on returns: one column often holds both.
+            wanted = {"authority": True, "note": True, "ground": kind == "refused"}
+            wanted["cause"] = kind == "returned"
+            for name, read in wanted.items():
                 source = getattr(events, name)
-                fields[name] = self.mapped(source, row, values, name) if source else None
+                fields[name] = self.mapped(source, row, values, name) if source and read else None
             if on is None or kind is None or len(self.problems) > before:
                 case.bad = True
                 continue
