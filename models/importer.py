@@ -281,6 +281,8 @@ class _Reader:
         self.problems: list[RegisterProblem] = []
         self.index: dict[str, int] = {}
         self._lookups: dict[int, dict[str, str | bool] | None] = {}
+        self._days: dict[Any, date | None] = {}
+        self._letters = [column_letter(i) for i in range(len(table.header) + 1)]
         problems: list[ConfigProblem] = []
         by_key = {label_key(t): i for i, t in reversed(list(enumerate(table.header))) if t}
         for where, name in self.mapping.columns():
@@ -316,7 +318,8 @@ class _Reader:
         value = values[i] if i < len(values) else None
         if isinstance(value, str):
             value = value.strip() or None
-        return value, Where(row, column_letter(i), name)
+        letter = self._letters[i] if i < len(self._letters) else column_letter(i)
+        return value, Where(row, letter, name)
 
     def text(self, value: Any) -> str | None:
         if value is None:
@@ -346,6 +349,14 @@ class _Reader:
         return found
 
     def _day(self, value: Any) -> date | None:
+        if isinstance(value, str):
+            # Registers repeat their dates: each text is parsed once.
+            if value not in self._days:
+                self._days[value] = self._parse_day(value)
+            return self._days[value]
+        return self._parse_day(value)
+
+    def _parse_day(self, value: Any) -> date | None:
         if isinstance(value, datetime):
             return value.date()
         if isinstance(value, date):

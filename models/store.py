@@ -170,6 +170,16 @@ def _load_case_statement() -> Select[Any]:
     )
 
 
+@lru_cache(maxsize=1)
+def _keyed_statement() -> Select[Any]:
+    """The event that used an idempotency key; built once (an import asks it per command)."""
+    return (
+        select(Request.reference, Event.seq, Event.payload)
+        .join(Request, Event.request_id == Request.id)
+        .where(Event.idempotency_key == bindparam("key"))
+    )
+
+
 @dataclass
 class Appended:
     case: Case
@@ -257,11 +267,7 @@ class CaseStore:
         """The earlier command that used idempotency `key`, if any."""
         if key in self.keyed:
             return self.keyed[key]
-        row = self.session.execute(
-            select(Request.reference, Event.seq, Event.payload)
-            .join(Request, Event.request_id == Request.id)
-            .where(Event.idempotency_key == key)
-        ).first()
+        row = self.session.connection().execute(_keyed_statement(), {"key": key}).first()
         if row is None:
             return None
         return Appended(self.case(row[0]), row[1], json.loads(row[2]).get("command"))
