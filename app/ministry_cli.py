@@ -49,6 +49,39 @@ def register(sub: Sub) -> None:
     i.add_argument("--json", action="store_true")
     i.set_defaults(handler=import_register)
 
+    r = sub.add_parser(
+        "routing",
+        help="compare, publish and move open cases onto a new version of a country's routing",
+    )
+    actions = r.add_subparsers(metavar="ACTION", required=True)
+    d = actions.add_parser("diff", help="what a draft file changes against the routing in force")
+    d.add_argument("country")
+    d.add_argument("file", type=Path)
+    d.add_argument("--text", action="store_true", help="also print the unified diff of the texts")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(handler=routing_diff)
+    p = actions.add_parser(
+        "publish", help="make a checked draft the routing in force (new cases take it)"
+    )
+    p.add_argument("country")
+    p.add_argument("file", type=Path)
+    p.add_argument("--note", required=True, help="why: kept with the publication")
+    p.add_argument(
+        "--reviewed",
+        help="the draft version the diff showed: refused if the file changed since",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=routing_publish)
+    m = actions.add_parser(
+        "migrate",
+        help="move the country's open cases to the version in force, case by case",
+    )
+    m.add_argument("country")
+    m.add_argument("--to", required=True, metavar="VERSION", help="the version in force")
+    m.add_argument("--dry-run", action="store_true", help="list where each case would land")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(handler=routing_migrate)
+
 
 def _local_only(what: str) -> None:
     if os.environ.get("ROGATORY_API_URL"):
@@ -130,3 +163,190 @@ def _start_flows(references: list[str], *, quiet: bool) -> None:
                 started += 1
     if not quiet:
         print(f"note: {started} flow run(s) started for the open imported cases", file=sys.stderr)
+
+
+# -- routing: diff, publish, migrate ---------------------------------------------------------------
+
+
+def _draft(country: str, path: Path) -> Any:
+    """The draft file checked as `rogatory validate` checks it, problems named after `path`."""
+    from dataclasses import replace
+
+    from models import publishing
+    from models.errors import ConfigError
+    from models.loader import config_root
+
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise RogatoryError(f"cannot read {path}: {exc.strerror}") from None
+    draft = publishing.check_draft(content, country=country, root=config_root())
+    if draft.routing is None:
+        raise ConfigError([replace(p, file=str(path)) for p in draft.problems])
+    return draft, content
+
+
+def routing_diff(args: argparse.Namespace) -> int:
+    from models import publishing
+    from models.loader import config_root
+
+    _local_only("routing diff")
+    country = args.country.upper()
+    draft, _ = _draft(country, args.file)
+    before = publishing.in_force(country, root=config_root())
+    diff = publishing.diff_routings(before, draft.routing)
+    lines = list(diff_lines(diff))
+    if args.text:
+        lines += ["", *diff.text]
+    payload = {
+        "before": diff.before,
+        "after": diff.after,
+        "same": diff.same,
+        "changes": [c.__dict__ for c in diff.changes],
+        "routes": [
+            {
+                "id": r.id,
+                "status": r.status,
+                "changes": [c.__dict__ for c in r.changes],
+                "steps": [
+                    {**s.__dict__, "changes": [c.__dict__ for c in s.changes]} for s in r.steps
+                ],
+            }
+            for r in diff.routes
+        ],
+    }
+    emit(args, payload, "\n".join(lines))
+    return 0
+
+
+def diff_lines(diff: Any) -> Any:
+    """A routing diff as the terminal shows it: country settings, then route by route."""
+    yield f"{diff.before or 'none in force'} -> {diff.after}" + (
+        "  (the same text: nothing to publish)" if diff.same else ""
+    )
+    for change in diff.changes:
+        of = f" {change.of}" if change.of else ""
+        yield f"  {change.what}{of}: {change.before or '–'} -> {change.after or '–'}"
+    for route in diff.routes:
+        yield f"route {route.id} ({route.name}): {route.status}"
+        for change in route.changes:
+            yield f"  {change.what}: {change.before or '–'} -> {change.after or '–'}"
+        for step in route.steps:
+            yield f"  step {step.id} ({step.holder}): {step.status}"
+            for change in step.changes:
+                yield f"    {change.what}: {change.before or '–'} -> {change.after or '–'}"
+    if not diff.same and not diff.changes and not diff.routes:
+        yield "  no change to routes, steps, SLAs, ladders or calendars (comments or layout only)"
+
+
+def routing_publish(args: argparse.Namespace) -> int:
+    from models import publishing
+    from models.clock import clock_from_env
+    from models.ledger import Ledger
+    from models.loader import config_root
+
+    _local_only("routing publish")
+    country = args.country.upper()
+    draft, content = _draft(country, args.file)
+    root = config_root()
+    before = publishing.in_force(country, root=root)
+    reviewed = draft.routing.version
+    if args.reviewed and not reviewed.startswith(args.reviewed):
+        raise RogatoryError(
+            f"{args.file} is version {reviewed}, not the draft {args.reviewed} you reviewed: "
+            "run `rogatory routing diff` on it again"
+        )
+    with Ledger() as ledger:
+        done = publishing.publish(
+            content,
+            ledger=ledger,
+            country=country,
+            root=root,
+            actor=_actor(),
+            now=clock_from_env().now(),
+            note=args.note,
+            reviewed=reviewed,
+            based_on=before.version if before else None,
+        )
+        waiting = _open_on_other_versions(ledger, country, done.version)
+    text = (
+        f"published {country} version {done.version} (replacing {done.previous_version or 'none'})"
+        f" by {done.published_by}: new cases take it; open cases keep their version"
+    )
+    if waiting:
+        text += (
+            f"\n{waiting} open case(s) run on older versions: "
+            f"rogatory routing migrate {country} --to {done.version[:12]} --dry-run"
+        )
+    emit(args, {**done.__dict__, "open_on_older_versions": waiting}, text)
+    return 0
+
+
+def _open_on_other_versions(ledger: Any, country: str, version: str) -> int:
+    from sqlalchemy import func, select
+
+    from models.ledger import Request
+
+    with ledger.session() as session:
+        found = session.scalar(
+            select(func.count())
+            .select_from(Request)
+            .where(
+                Request.country == country,
+                Request.status != "closed",
+                Request.routing_version != version,
+            )
+        )
+    return int(found or 0)
+
+
+def routing_migrate(args: argparse.Namespace) -> int:
+    from models import rerouting
+    from models.clock import clock_from_env
+    from models.engine import Routings
+    from models.errors import NotFound
+    from models.ledger import Ledger
+    from models.loader import load_country_code
+
+    _local_only("routing migrate")
+    country = args.country.upper()
+    target = load_country_code(country)
+    if target is None:
+        raise NotFound(f"no routing file for {country} in force")
+    rerouting.resolve_version(target, args.to)
+    with Ledger() as ledger:
+        with ledger.session() as session:
+            found = rerouting.plan(
+                session=session, country=country, target=target, pinned=Routings({})
+            )
+        if not args.dry_run:
+            found.moved = rerouting.move(
+                ledger=ledger,
+                country=country,
+                target=target,
+                clock=clock_from_env(),
+                actor=_actor(),
+                references=[landing.reference for landing in found.landings],
+                blocked=found.blocked,
+            )
+    emit(args, found.as_json(), "\n".join(rerouting.describe(found, dry_run=args.dry_run)))
+    if found.moved:
+        _wake_flows(found.moved, quiet=args.json)
+    return 0
+
+
+def _wake_flows(references: list[str], *, quiet: bool) -> None:
+    """Every command wakes its case's flow run: the moved cases' runs read the ledger again."""
+    from app.ops import wake_flow
+    from app.prefect_env import discover_api_url, server_reachable
+
+    if not server_reachable(discover_api_url()):
+        if not quiet:
+            print(
+                "note: no Prefect server answers: the moved cases' flow runs pick the change up "
+                "when they next wake (the watcher's reconciliation makes sure they do)",
+                file=sys.stderr,
+            )
+        return
+    for reference in references:
+        wake_flow(reference, quiet=True)

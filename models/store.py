@@ -171,7 +171,7 @@ def _load_case_statement() -> Select[Any]:
 
 
 @lru_cache(maxsize=1)
-def _keyed_statement() -> Select[Any]:
+def _keyed_statement() -> Select[str, int, str]:
     """The event that used an idempotency key; built once (an import asks it per command)."""
     return (
         select(Request.reference, Event.seq, Event.payload)
