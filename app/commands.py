@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable
-from dataclasses import asdict
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -223,27 +222,6 @@ def calendar(args: argparse.Namespace) -> int:
 
 
 def _audit(sub: Sub) -> None:
-    p = sub.add_parser("audit", help="check the ledger")
-    a = p.add_subparsers(metavar="ACTION")
-    v = a.add_parser("verify", help="recompute every event hash; exit 1 at the first broken link")
-    v.add_argument("--reference")
-    v.add_argument("--json", action="store_true")
-    v.set_defaults(handler=audit_verify)
+    from app import audit_cli  # audit verify|checkpoint|keygen, backup, restore (issue 14)
 
-
-def audit_verify(args: argparse.Namespace) -> int:
-    from models import documents
-    from models.ledger import Ledger
-    from models.queries import verify_chain
-
-    with Ledger() as ledger, ledger.session() as session:
-        broken: list[Any] = list(verify_chain(session=session, reference=args.reference))
-        # Each attached document's bytes must still hash to what its event recorded.
-        if documents.any_attached(session):
-            store = documents.DocumentStore(documents.documents_root(ledger.engine.url))
-            broken += documents.problems(session, store=store, reference=args.reference)
-    if broken:
-        emit(args, [asdict(b) for b in broken], "\n".join(f"BROKEN {b}" for b in broken))
-        return 1
-    emit(args, [], "ledger intact: every event hash checks out")
-    return 0
+    audit_cli.register(sub)

@@ -9,7 +9,7 @@ back, and is marked resolved once the case goes through again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from models import deliveries
 from models.domain import Role
 from models.ledger import CaseProblem, insert_if_absent
-from models.notices import ADMIN_TAG, problem_digest, problem_notice
+from models.notices import ADMIN_TAG, Notice, problem_digest, problem_notice
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,19 @@ class Failure:
 
 
 def record_failures(
-    session: Session, failures: Sequence[Failure], *, coordinators: dict[str, str], now: datetime
+    session: Session,
+    failures: Sequence[Failure],
+    *,
+    coordinators: dict[str, str],
+    now: datetime,
+    tags: Sequence[str] = (),
+    notice: Callable[..., Notice] = problem_notice,
 ) -> int:
     """Record each failure (once per case and problem) and tell; how many were new.
 
-    `coordinators` maps a country code to its coordinator's apprise tag, where it is known.
+    `coordinators` maps a country code to its coordinator's apprise tag, where it is known;
+    `tags` are told besides the admin (the auditors, of a case that does not verify), in the
+    words of `notice` (called like `problem_notice`).
     """
     if not failures:
         return 0
@@ -84,13 +92,17 @@ def record_failures(
     deliveries.record(
         connection,
         [
-            problem_notice(
+            notice(
                 reference=f.reference,
                 request_id=f.request_id,
                 stage=f.stage,
                 message=f.message,
                 tags=sorted(
-                    {ADMIN_TAG, *([coordinators[f.country]] if f.country in coordinators else [])}
+                    {
+                        ADMIN_TAG,
+                        *tags,
+                        *([coordinators[f.country]] if f.country in coordinators else []),
+                    }
                 ),
                 now=now,
             )

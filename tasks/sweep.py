@@ -30,6 +30,7 @@ from models.heartbeat import (
 )
 from models.ledger import Ledger
 from models.sweep import SweepResult, sweep_prescription, sweep_rungs
+from tasks.checkpoint import seal_now
 from tasks.notify import send_pending
 
 WATCH_COMMAND = "rogatory watch"
@@ -42,7 +43,7 @@ def sweep_now(
     now: datetime | None = None,
     ran_by: str = WATCH_COMMAND,
 ) -> tuple[SweepResult, SweepResult]:
-    """One pass: every rung now due, then every prescription threshold crossed.
+    """One pass: every rung now due, every prescription threshold crossed, then a checkpoint.
 
     It ends with its heartbeat: a `sweep_runs` row, written with the problems it found (or, if
     it failed, on its own with the error, before the error goes on).
@@ -63,6 +64,9 @@ def sweep_now(
                 session=session, routings=routings, now=now, thresholds=thresholds
             )
         failures = rungs.failures + alerts.failures
+        # Then the cases that moved since the last checkpoint are verified and sealed (a
+        # tampered one is marked, its commands refused, the admin and auditors told once).
+        seal_now(ledger, routings=routings, now=now, found_by=ran_by)
         with ledger.transaction() as session:
             if failures:
                 problems.record_failures(
