@@ -27,6 +27,7 @@ from models import deliveries
 from models.config import ROUTING_FIELDS
 from models.domain import RequestMaker
 from models.errors import Conflict, NotFound
+from models.integrity import check_head, check_missing
 from models.ledger import (
     GENESIS,
     Document,
@@ -35,6 +36,7 @@ from models.ledger import (
     Request,
     RoutingVersion,
     Step,
+    TamperedCase,
     UTCDateTime,
     canonical,
     event_hash,
@@ -164,10 +166,28 @@ def _load_case_statement() -> Select[Any]:
         select(
             *[getattr(Request, n) for n in _CASE_LOADED],
             *[getattr(Step, n) for n in _HOP_FIELDS],
+            *_HEAD_CHECKED,
         )
         .outerjoin(Step, (Step.request_id == Request.id) & (Step.hop == Request.current_hop))
+        .outerjoin(Event, (Event.request_id == Request.id) & (Event.seq == Request.last_seq))
+        .outerjoin(TamperedCase, TamperedCase.reference == Request.reference)
         .where(Request.reference == bindparam("reference"))
     )
+
+
+# What a command's load checks cheaply (models.integrity.check_head): a verification's mark,
+# and the last event, hashed again against the stored head.
+_HEAD_CHECKED = (
+    TamperedCase.reason,
+    Event.seq,
+    Event.kind,
+    Event.actor,
+    Event.payload,
+    Event.occurred_at,
+    Event.recorded_at,
+    Event.prev_hash,
+    Event.hash,
+)
 
 
 @lru_cache(maxsize=1)
@@ -231,6 +251,7 @@ class CaseStore:
             return found
         row = self.session.execute(_load_case_statement(), {"reference": reference}).first()
         if row is None:
+            check_missing(self.session, reference)
             raise NotFound(
                 f"no case {reference!r}: check the reference (e.g. SV-2026-000123)",
                 reference=reference,
@@ -238,7 +259,15 @@ class CaseStore:
         values = list(row)
         case = Case(**dict(zip(_CASE_LOADED, values[: len(_CASE_LOADED)], strict=True)))
         case.base_seq = case.last_seq
-        hop_values = dict(zip(_HOP_FIELDS, values[len(_CASE_LOADED) :], strict=True))
+        hops_end = len(_CASE_LOADED) + len(_HOP_FIELDS)
+        check_head(
+            reference=reference,
+            last_seq=case.last_seq,
+            head_hash=case.head_hash,
+            marked=values[hops_end],
+            last_event=values[hops_end + 1 :],
+        )
+        hop_values = dict(zip(_HOP_FIELDS, values[len(_CASE_LOADED) : hops_end], strict=True))
         if hop_values["hop"] is not None:
             case.open = Hop(**hop_values)
         self.cases[reference] = case
