@@ -8,6 +8,7 @@
     /board                              escalations: acknowledge, snooze
     /audit                              the audit report, live, with its downloads
     /ministry                           the country's chains, calendars, drafts, publishing
+    /ministry/{country}/whatif          a proposed chain replayed on the recorded cases
     /admin                              accounts, roles, tokens
 
 Pages never touch the database directly: they ask the application service, which authorises
@@ -27,6 +28,7 @@ from app.web.board import add_board_pages
 from app.web.clerk import add_clerk_pages
 from app.web.ministry import add_ministry_pages
 from app.web.pages import STATIC, Pages
+from app.web.whatif import add_whatif_pages
 
 
 def add_web_pages(app: FastAPI, service: Service, *, secure_cookies: bool) -> Pages:
@@ -36,6 +38,7 @@ def add_web_pages(app: FastAPI, service: Service, *, secure_cookies: bool) -> Pa
     add_clerk_pages(app, pages)
     add_board_pages(app, pages)
     add_ministry_pages(app, pages)
+    add_whatif_pages(app, pages)
     add_audit_pages(app, pages)
     add_admin_pages(app, pages)
     return pages
