@@ -762,7 +762,9 @@ def _late_select(
     dialect: str, in_scope: list[ColumnElement[bool]], late_after_s: int
 ) -> Select[*tuple[Any, ...]]:
     lag = epoch_seconds(dialect, Event.recorded_at) - epoch_seconds(dialect, Event.occurred_at)
-    late = [lag > late_after_s]
+    # A register brought in by `rogatory import` is recorded years after it happened by design:
+    # its events say nothing about how late an authority enters its decisions.
+    late = [lag > late_after_s, json_member(dialect, Event.payload, "import").is_(None)]
     if dialect == "sqlite" and late_after_s >= 60:
         # Parsing two instants per event is the cost of this scan: entries recorded within the
         # minute they happened (nearly all) are passed over on their text alone.

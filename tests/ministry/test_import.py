@@ -339,3 +339,19 @@ def test_the_cli_imports_and_a_second_run_says_nothing_changed(tmp_path, monkeyp
     assert "flow runs from the watcher's reconciliation" in out.err
     assert main(args) == 0
     assert "12 already imported, unchanged" in capsys.readouterr().out
+
+
+def test_imported_events_are_not_counted_as_entered_late(sqlite_ledger):
+    from models.metrics import late_entries
+
+    run(sqlite_ledger, REGISTER, REGISTER_MAPPING)
+    routing = load_country(REPO / "config" / "countries" / "sv.yaml")
+    with sqlite_ledger.session() as session:
+        data = load_audit(
+            session=session,
+            routings=Routings({"SV": routing}),
+            filters=Filters(countries=("SV",)),
+            now=NOW,
+        )
+    assert data.late.lag_s.size == 0
+    assert all(row["late_entries"] == 0 for row in late_entries(data=data))
