@@ -355,3 +355,33 @@ def test_imported_events_are_not_counted_as_entered_late(sqlite_ledger):
         )
     assert data.late.lag_s.size == 0
     assert all(row["late_entries"] == 0 for row in late_entries(data=data))
+
+
+def test_the_open_imported_cases_get_their_flow_runs_when_a_server_answers(
+    tmp_path, monkeypatch, capsys
+):
+    import app.prefect_env
+    import tasks.orchestration
+    from app.cli import main
+
+    monkeypatch.setenv("ROGATORY_VAR", str(tmp_path))
+    monkeypatch.setenv("ROGATORY_CLOCK", "")
+    monkeypatch.delenv("ROGATORY_API_URL", raising=False)
+    Ledger(migrate=True).dispose()
+    started: list[str] = []
+    monkeypatch.setattr(app.prefect_env, "server_reachable", lambda url: True)
+    monkeypatch.setattr(
+        tasks.orchestration, "start_case_flow", lambda ledger, reference: started.append(reference)
+    )
+    assert main(["import", str(EXPORT), "--mapping", str(EXPORT_MAPPING), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    opened = [c["reference"] for c in report["imported"] if c["status"] != "closed"]
+    assert sorted(started) == sorted(opened) and len(opened) == 2
+
+
+def test_the_import_runs_only_on_the_servers_own_command_line(monkeypatch, capsys):
+    from app.cli import main
+
+    monkeypatch.setenv("ROGATORY_API_URL", "https://rogatory.example.org")
+    assert main(["import", str(REGISTER), "--mapping", str(REGISTER_MAPPING)]) == 1
+    assert "runs on the server's own command line" in capsys.readouterr().err
