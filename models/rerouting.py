@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from models import engine
 from models.clock import Clock
 from models.engine import Routings
-from models.errors import CommandRejected, NotFound
+from models.errors import CommandRejected, Conflict, NotFound
 from models.ledger import Ledger, Request, Step
 from models.loader import Routing
 from models.publishing import sla_text
@@ -232,24 +232,51 @@ def move(
     pending = list(references)
     for start in range(0, len(pending), BATCH):
         chunk = pending[start : start + BATCH]
-        done: list[str] = []
-        with ledger.transaction() as session, engine.batch(session):
+        try:
+            moved += _move_together(ledger, routings, clock, actor, target, chunk, blocked)
+        except Conflict:
+            # Another command changed one of them between the reads and the write: the batch
+            # was rolled back whole; each case goes again on its own.
             for reference in chunk:
                 try:
-                    engine.migrate(
-                        session=session,
-                        clock=clock,
-                        routings=routings,
-                        reference=reference,
-                        actor=actor,
-                        idempotency_key=f"migrate:{reference}:{target.version}",
+                    moved += _move_together(
+                        ledger, routings, clock, actor, target, [reference], blocked
                     )
-                except CommandRejected as exc:
+                except Conflict as exc:
                     blocked.append(Blocked(reference, "", "", str(exc)))
-                else:
-                    done.append(reference)
-        moved += done
     return moved
+
+
+def _move_together(
+    ledger: Ledger,
+    routings: Routings,
+    clock: Clock,
+    actor: str,
+    target: Routing,
+    references: list[str],
+    blocked: list[Blocked],
+) -> list[str]:
+    done: list[str] = []
+    refused: list[Blocked] = []
+    with ledger.transaction() as session, engine.batch(session):
+        for reference in references:
+            try:
+                engine.migrate(
+                    session=session,
+                    clock=clock,
+                    routings=routings,
+                    reference=reference,
+                    actor=actor,
+                    idempotency_key=f"migrate:{reference}:{target.version}",
+                )
+            except Conflict:
+                raise
+            except CommandRejected as exc:
+                refused.append(Blocked(reference, "", "", str(exc)))
+            else:
+                done.append(reference)
+    blocked += refused
+    return done
 
 
 def describe(result: Plan, *, dry_run: bool) -> Iterator[str]:
