@@ -64,6 +64,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
     ledger.dispose()
 
 
+@pytest.fixture(scope="module")
+def ledger_url(world: Any) -> str:
+    _, _, root, _ = world
+    return f"sqlite:///{root.parent / 'ledger.db'}"
+
+
 def test_el_salvador_without_the_ministry_of_justice_saves_time_and_prescriptions(world):
     data, current, root, text = world
     answer = whatif(
@@ -152,3 +158,29 @@ def test_a_step_given_to_another_authority_draws_from_that_authority(world):
     moved_hops = load["mjsp"].hops_before - load["mjsp"].hops_after
     assert moved_hops > 0 and load["mjsp"].hops_after == 0
     assert load["rree"].hops_after - load["rree"].hops_before == pytest.approx(moved_hops, abs=5)
+
+
+def test_the_cli_answers_in_text_json_and_html(world, ledger_url, tmp_path, monkeypatch, capsys):
+    from app.cli import main
+
+    _, _, root, text = world
+    monkeypatch.setenv("ROGATORY_DATABASE_URL", ledger_url)
+    monkeypatch.setenv("ROGATORY_CONFIG_DIR", str(root))
+    monkeypatch.setenv("ROGATORY_CLOCK", "")
+    monkeypatch.delenv("ROGATORY_API_URL", raising=False)
+    proposal = tmp_path / "sv.yaml"
+    proposal.write_text(without_mjsp(text), encoding="utf-8")
+    base = ["whatif", "SV", "--proposal", str(proposal), "--runs", "30"]
+    assert main([*base, "--route", "mla-outgoing"]) == 0
+    out = capsys.readouterr().out
+    assert "mla-outgoing: step transmit removed: mjsp 5bd" in out and "assumptions:" in out
+    assert main([*base, "--format", "json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["overall"]["days_saved_per_case"]["median"] > 0
+    page = tmp_path / "whatif.html"
+    assert main([*base, "--format", "html", "--out", str(page)]) == 0
+    assert "<h1>What-if for SV</h1>" in page.read_text(encoding="utf-8")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("country: SV\nroutes: 3\n", encoding="utf-8")
+    assert main(["whatif", "SV", "--proposal", str(broken)]) == 1
+    assert f"{broken}:" in capsys.readouterr().err
