@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import select, type_coerce
 from sqlalchemy.orm import Session
@@ -137,9 +137,8 @@ def check_missing(session: Session, reference: str) -> None:
 # -- whole cases --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Seal:
-    """A case's head as a checkpoint sealed it."""
+class Seal(NamedTuple):
+    """A case's head as a checkpoint sealed it (a tuple: every sweep reads one per case)."""
 
     request_id: int
     seq: int

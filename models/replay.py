@@ -424,8 +424,7 @@ def _pointers(material: CaseMaterial, routing_of: _Routings) -> list[Finding]:
 
 
 def _same(stored: Any, expected: Any) -> bool:
-    if isinstance(stored, datetime) and isinstance(expected, datetime):
-        return stored.astimezone(UTC) == expected.astimezone(UTC)
+    # Aware instants compare as instants whatever their zones; dates and the rest as values.
     return bool(stored == expected)
 
 
