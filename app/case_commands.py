@@ -255,6 +255,10 @@ def status(args: argparse.Namespace) -> int:
 
 def _timeline_text(view: Any) -> str:
     pres = view.prescription_date.isoformat() if view.prescription_date else "not configured"
+    if view.prescription_date is None:
+        # The law's own reason where the country file gives one ("... does not prescribe").
+        why = next((m.get("why") for m in view.prescription_history if m.get("why")), None)
+        pres = f"none ({why})" if why else pres
     if view.prescription_running:
         pres += " (provisional: a suspension is running)"
     lines = [

@@ -47,6 +47,7 @@ from models.prescription import (
     EventKind,
     PrescriptionEvent,
     PrescriptionResult,
+    no_period_reason,
     period_for,
     prescription_date,
     request_meant,
@@ -586,11 +587,18 @@ def deadline_event(
     )
 
 
-def _set_prescription(case: Case, result: PrescriptionResult | None) -> dict[str, Any]:
+def _set_prescription(
+    case: Case, result: PrescriptionResult | None, routing: Routing
+) -> dict[str, Any]:
     case.prescription_date = result.date if result else None
     case.prescription_running = result.running if result else False
     if result is None:
-        return {"date": None, "why": "no limitation period configured for this offence"}
+        why = no_period_reason(
+            routing.config.prescription,
+            OffenceCategory(case.offence_category),
+            offence_date=case.offence_date,
+        )
+        return {"date": None, "why": why}
     return {
         "date": result.date.isoformat(),
         "base": result.base.isoformat(),
@@ -658,7 +666,7 @@ def register(
         submitted,
     )
     prescription = _set_prescription(
-        case, compute_prescription(store, case, routing, as_of=at.date())
+        case, compute_prescription(store, case, routing, as_of=at.date()), routing
     )
     case.deadlines = legal.start(routing, route, received_at=at)
     _sync_deadlines(case)
@@ -1290,7 +1298,7 @@ def record(
     )
     result = compute_prescription(store, case, routing, as_of=now.date())
     store.prescription_events(case).pop()  # `append` below records it for good
-    summary = _set_prescription(case, result)
+    summary = _set_prescription(case, result, routing)
     # The history's last word may be a suspension still open; the event's own effect (the
     # same-day events of its kind sort stably, so it is the last of them) is kept before it.
     own = [m for m in result.history if (m.on, m.cause) == (on, kind.value)] if result else []
@@ -1374,7 +1382,7 @@ def migrate(
     _pin(store, target, now)
     old = case.routing_version
     case.routing_version = target.version
-    _set_prescription(case, compute_prescription(store, case, target, as_of=now.date()))
+    _set_prescription(case, compute_prescription(store, case, target, as_of=now.date()), target)
     main = store.append(
         case,
         kind="migrated",

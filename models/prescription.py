@@ -157,7 +157,7 @@ def describe_rules(
     """What `status` says of the law applied to a case: period, rules, counting, rules left out."""
     period = period_for(prescription, offence, offence_date=offence_date)
     if period is None:
-        return [f"no limitation period configured for {offence} committed on {offence_date}"]
+        return [no_period_reason(prescription, offence, offence_date=offence_date)]
     applied, not_applied = rules_in_force(prescription.effects, offence_date=offence_date)
     start = "discovery" if period.start is PrescriptionStart.DISCOVERY_DATE else "offence"
     lines = [f"period: {period.years:g} years from the {start} ({period.source or 'no source'})"]
@@ -169,6 +169,17 @@ def describe_rules(
         lines.append(f"counting ({rule or 'this country'}): {COUNTING[rule]}")
     lines.append(f"counting: {MONTHS_NOTE}")
     return lines
+
+
+def no_period_reason(
+    prescription: Prescription | None, offence: OffenceCategory, *, offence_date: date
+) -> str:
+    """Why a case has no prescription date: the law's own reason where the country file
+    states one (`none:`), else that no period is configured."""
+    for entry in prescription.none if prescription else ():
+        if offence in entry.offences:
+            return f"{offence} does not prescribe: {entry.reason}"
+    return f"no limitation period configured for {offence} committed on {offence_date}"
 
 
 def period_for(

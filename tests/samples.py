@@ -12,7 +12,8 @@ def intake(**changes: Any) -> dict[str, Any]:
         "direction": "outgoing",
         "kind": "mla",
         "legal_basis": "uncac",
-        "offence_category": "bribery",
+        # SV: 15 years (CPP art. 32); since 2021 its bribery never prescribes.
+        "offence_category": "money_laundering",
         "offence_date": "2024-05-10",
         "counterpart": "ES",
         "requesting_authority": "Fiscalía General de la República",

@@ -478,7 +478,7 @@ def test_status_shows_each_hop_and_refuses_unknown_cases(cli):
     assert ran.code == 0, ran.err
     lines = ran.out.splitlines()
     assert lines[0].startswith(f"{reference}  SV  route mla-outgoing  (open)")
-    assert "prescription 2034-05-10" in lines[1]
+    assert "prescription 2039-05-10" in lines[1]
     hop_rows = [line.split() for line in lines if line.strip().startswith(("1 ", "2 "))]
     assert [row[:3] for row in hop_rows] == [["1", "draft", "fgr"], ["2", "court", "csj"]]
     assert hop_rows[0][-1] == "forwarded" and hop_rows[1][5] == "open"
@@ -645,7 +645,10 @@ def test_calendar_prints_the_due_date_and_every_skipped_day_with_its_reason(offl
     assert lines[2] == "due       2027-01-15T23:59:59-06:00  (Friday 15 January 2027, end of day)"
     assert "business days counted: 10" in lines
     skipped = lines[lines.index("skipped 13 day(s):") + 1 :]
-    assert skipped[0] == "  2026-12-24 Thu  closure 2026-12-24/2026-12-31"
+    # The public employees' end-of-year vacation, 24 December to 2 January, recurring.
+    vacation = "vacación de fin de año (Ley de Asuetos, Vacaciones y Licencias de los Empleados"
+    assert skipped[0] == f"  2026-12-24 Thu  {vacation} Públicos)"
+    assert f"  2027-01-02 Sat  {vacation} Públicos)" in skipped
     assert "  2026-12-25 Fri  Christmas Day (public holiday)" in skipped
     assert "  2027-01-01 Fri  New Year's Day (public holiday)" in skipped
     assert "  2027-01-09 Sat  Saturday (weekend)" in skipped

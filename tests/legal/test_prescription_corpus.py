@@ -422,6 +422,7 @@ def run(ledger: Ledger, clock: FixedClock, routings: Routings, command: str, **k
 
 def register(ledger: Ledger, clock: FixedClock, routings: Routings, case: Case) -> str:
     data = intake(country=case.country, counterpart="CH", offence_date=case.offence)
+    data["offence_category"] = "bribery"
     if case.discovery is not None:
         data["discovery_date"] = case.discovery
     reference: str = run(ledger, clock, routings, "register", data=data).reference

@@ -55,7 +55,8 @@ def test_register_opens_first_hop_with_due_instant_and_reference(ledger, clock, 
     assert step.next_rung_at is not None and step.next_rung_at < step.due_at
     with ledger.session() as session:
         request = session.scalars(select(Request)).one()
-        assert request.prescription_date == date(2034, 5, 10)  # 2024-05-10 + 10 years
+        # 2024-05-10 + 15 years: SV CPP art. 32, money laundering (the sample's offence)
+        assert request.prescription_date == date(2039, 5, 10)
 
 
 def test_references_run_per_country_and_year_without_gaps(ledger, clock, routings):

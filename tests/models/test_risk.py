@@ -154,12 +154,13 @@ def test_register_lists_open_cases_worst_first_with_why(ledger: Ledger, routings
         ledger,
         routings,
         [
-            (feb2, "old", "register", {"data": sv(offence_date="2016-03-20")}),
-            (feb2, "new", "register", {"data": sv(offence_date="2025-06-01")}),
-            (feb2, "done", "register", {"data": sv(offence_date="2016-03-20")}),
-            (feb2, "back", "register", {"data": sv(offence_date="2020-01-01")}),
+            (feb2, "old", "register", {"data": sv(offence_date="2011-03-20")}),
+            (feb2, "new", "register", {"data": sv(offence_date="2020-06-01")}),
+            (feb2, "done", "register", {"data": sv(offence_date="2011-03-20")}),
+            (feb2, "back", "register", {"data": sv(offence_date="2015-01-01")}),
             # c.p. art. 159(1) n. 3-ter binds offences from 2017-08-03 (L. 103/2017): a 6-year
-            # offence of 2020 reaches the same date as a 10-year one of 2016, 2026-04-20.
+            # offence of 2020 reaches the same date as El Salvador's 15-year money laundering of
+            # 2011 (CPP art. 32), 2026-04-20.
             (
                 feb2,
                 "it",
@@ -202,7 +203,7 @@ def test_register_lists_open_cases_worst_first_with_why(ledger: Ledger, routings
     )
     assert old["slack_days"] < 0 and old["basis"] == "sla"
     assert old["remaining"][0] == "draft @ fgr" and len(old["remaining"]) == 5
-    assert "2016-03-20 (offence) + 10 years" in old["prescription_why"]
+    assert "2011-03-20 (offence) + 15 years" in old["prescription_why"]
     assert by_ref[refs["new"]]["risk"] == 0.0
     assert rows[-1]["risk"] == 0.0
     back = by_ref[refs["back"]]
@@ -252,9 +253,9 @@ def test_register_flags_the_cases_already_prescribed(ledger: Ledger, routings):
         ledger,
         routings,
         [
-            (feb2, "past", "register", {"data": sv(offence_date="2016-03-01")}),
-            (feb2, "today", "register", {"data": sv(offence_date="2016-03-11")}),
-            (feb2, "soon", "register", {"data": sv(offence_date="2016-03-20")}),
+            (feb2, "past", "register", {"data": sv(offence_date="2011-03-01")}),
+            (feb2, "today", "register", {"data": sv(offence_date="2011-03-11")}),
+            (feb2, "soon", "register", {"data": sv(offence_date="2011-03-20")}),
             (
                 feb2,
                 "held",

@@ -264,7 +264,7 @@ def test_a_snooze_defers_every_rung_then_the_ladder_carries_on_with_its_repeats(
     [
         (date(2026, 3, 2), "not in the future"),  # today where the holder sits
         (date(2026, 2, 27), "not in the future"),
-        (date(2034, 5, 11), "after the case's prescription date 2034-05-10"),
+        (date(2039, 5, 11), "after the case's prescription date 2039-05-10"),
     ],
 )
 def test_snoozing_into_the_past_or_past_prescription_is_refused(ledger, routings, until, why):

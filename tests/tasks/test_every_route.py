@@ -125,12 +125,27 @@ def test_every_route_registers_shows_lists_announces_and_sweeps(
     later = OPENED + timedelta(days=400)
     rungs, alerts = sweep_now(ledger, thresholds=[30], now=later)
     assert rungs.failures == [] and alerts.failures == []
-    assert rungs.due_hops == len(cases) and rungs.created == len(cases)
+    # One notice per late hop, and one per legal deadline run out (the EU routes' own ladder).
+    legal = _legal_notices(ledger)
+    assert legal and rungs.due_deadlines == len({key.split(":")[1] for key in legal})
+    assert rungs.due_hops == len(cases) and rungs.created == len(cases) + len(legal)
     sent = send_pending(ledger=ledger, now=later)
     assert sent.failed == 0
     with ledger.session() as session:
         owed = session.scalars(select(Delivery.key).where(Delivery.status == "pending")).all()
     assert owed == []
+
+
+def _legal_notices(ledger: Ledger) -> list[str]:
+    """The keys of the legal deadlines' notices recorded to go (not superseded)."""
+    with ledger.session() as session:
+        return list(
+            session.scalars(
+                select(Delivery.key).where(
+                    Delivery.key.like("deadline:%"), Delivery.status != "superseded"
+                )
+            )
+        )
 
 
 def _edit_every_country_file(root: Path) -> Path:
@@ -158,7 +173,7 @@ def test_editing_every_country_file_with_open_cases_leaves_every_alert_flowing(
     later = OPENED + timedelta(days=400)
     rungs, _ = sweep_now(ledger, thresholds=[30], now=later)
     assert rungs.failures == []
-    assert rungs.created == len(before) + len(after)
+    assert rungs.created == len(before) + len(after) + len(_legal_notices(ledger))
     assert send_pending(ledger=ledger, now=later).failed == 0
     late = {m["title"].split(": ")[1].split(" ")[0] for m in read_outbox(everything)}
     assert {ref for *_, ref in before + after} <= late

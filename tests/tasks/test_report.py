@@ -113,7 +113,7 @@ def test_csv_writes_one_file_per_table(played, tmp_path):
     with (tmp_path / "risk_register.csv").open(newline="", encoding="utf-8") as f:
         risk = next(r for r in csv.DictReader(f) if r["reference"] == played[2]["A"])
     assert risk["remaining"].startswith("transmit @ mjsp; diplomatic-channel @ rree")
-    assert "registered: 2034-05-10" in risk["prescription_history"]
+    assert "registered: 2039-05-10" in risk["prescription_history"]
 
 
 def test_outputs_name_no_persons_and_no_facts_of_cases(ledger, routings, tmp_path):

@@ -130,9 +130,9 @@ def test_execution_table_has_kind_and_direction(played):
 def test_already_prescribed_is_counted_and_listed_apart_from_likely(ledger, routings):
     feb2 = at(2, 2, 9)
     refs = play(ledger, routings, [
-        (feb2, "past", "register", {"data": sv(offence_date="2016-03-01")}),
-        (feb2, "soon", "register", {"data": sv(offence_date="2016-03-20")}),
-        (feb2, "later", "register", {"data": sv(offence_date="2025-06-01")}),
+        (feb2, "past", "register", {"data": sv(offence_date="2011-03-01")}),
+        (feb2, "soon", "register", {"data": sv(offence_date="2011-03-20")}),
+        (feb2, "later", "register", {"data": sv(offence_date="2020-06-01")}),
     ])  # fmt: skip
     report = report_of(ledger, routings)
     jsonschema.Draft202012Validator(SCHEMA).validate(json.loads(render_json(report)))
