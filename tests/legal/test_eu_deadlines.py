@@ -251,10 +251,9 @@ def eaw(ledger: Ledger, clock: FixedClock, routings: Routings, received: datetim
     )
 
 
-def test_eaw_without_consent_sixty_days_from_arrest(ledger, clock, routings):
-    # Art. 17(3): arrested Sunday 1 March 2026 -> 60 days -> Thursday 30 April. The hearing and
-    # the consent hearing took three days; the contested decision is still due on 30 April,
-    # overdue from 1 May (the day after it expired, which the issue found shown as on time).
+def arrested(ledger: Ledger, clock: FixedClock, routings: Routings) -> str:
+    """An EAW received Monday 2 March 2026 09:00 for a person arrested on Sunday 1 March,
+    the arrest recorded half an hour after receipt."""
     ref = eaw(ledger, clock, routings, at(ROME, 2026, 3, 2, 9, 0))
     record(
         ledger,
@@ -265,6 +264,14 @@ def test_eaw_without_consent_sixty_days_from_arrest(ledger, clock, routings):
         event="arrest",
         on=date(2026, 3, 1),
     )
+    return ref
+
+
+def test_eaw_without_consent_sixty_days_from_arrest(ledger, clock, routings):
+    # Art. 17(3): arrested Sunday 1 March 2026 -> 60 days -> Thursday 30 April. The hearing and
+    # the consent hearing took three days; the contested decision is still due on 30 April,
+    # overdue from 1 May (the day after it expired, which the issue found shown as on time).
+    ref = arrested(ledger, clock, routings)
     decide(ledger, clock, routings, ref, at(ROME, 2026, 3, 3, 10, 0), "forwarded")
     decide(ledger, clock, routings, ref, at(ROME, 2026, 3, 4, 10, 0), "forwarded")
     view = status(ledger, routings, ref, clock.now())
@@ -281,16 +288,7 @@ def test_eaw_without_consent_sixty_days_from_arrest(ledger, clock, routings):
 
 def test_eaw_with_consent_ten_days_from_consent(ledger, clock, routings):
     # Art. 17(2): consent given Thursday 5 March -> 10 days -> Sunday 15 March -> Monday 16.
-    ref = eaw(ledger, clock, routings, at(ROME, 2026, 3, 2, 9, 0))
-    record(
-        ledger,
-        clock,
-        routings,
-        ref,
-        at(ROME, 2026, 3, 2, 9, 30),
-        event="arrest",
-        on=date(2026, 3, 1),
-    )
+    ref = arrested(ledger, clock, routings)
     decide(ledger, clock, routings, ref, at(ROME, 2026, 3, 3, 10, 0), "forwarded")
     record(ledger, clock, routings, ref, at(ROME, 2026, 3, 5, 11, 0), event="consent")
     view = status(ledger, routings, ref, clock.now())
@@ -300,16 +298,7 @@ def test_eaw_with_consent_ten_days_from_consent(ledger, clock, routings):
 
 def test_eaw_no_consent_extended_by_thirty_days(ledger, clock, routings):
     # Art. 17(4): 30 April + 30 days = Saturday 30 May -> Monday 1 June.
-    ref = eaw(ledger, clock, routings, at(ROME, 2026, 3, 2, 9, 0))
-    record(
-        ledger,
-        clock,
-        routings,
-        ref,
-        at(ROME, 2026, 3, 2, 9, 30),
-        event="arrest",
-        on=date(2026, 3, 1),
-    )
+    ref = arrested(ledger, clock, routings)
     record(
         ledger,
         clock,
@@ -329,16 +318,7 @@ def test_eaw_surrender_ten_days_from_the_final_decision_and_a_new_date(ledger, c
     # Art. 23(2): final decision (no consent) Friday 10 April 14:00 -> 10 days -> Monday 20 April.
     # Art. 23(3): surrender prevented, new date agreed, Saturday 25 April -> 10 days from it ->
     # Tuesday 5 May.
-    ref = eaw(ledger, clock, routings, at(ROME, 2026, 3, 2, 9, 0))
-    record(
-        ledger,
-        clock,
-        routings,
-        ref,
-        at(ROME, 2026, 3, 2, 9, 30),
-        event="arrest",
-        on=date(2026, 3, 1),
-    )
+    ref = arrested(ledger, clock, routings)
     decide(ledger, clock, routings, ref, at(ROME, 2026, 3, 3, 10, 0), "forwarded")
     decide(ledger, clock, routings, ref, at(ROME, 2026, 3, 4, 10, 0), "forwarded")
     decide(ledger, clock, routings, ref, at(ROME, 2026, 4, 10, 14, 0), "forwarded")
@@ -365,16 +345,7 @@ def test_eaw_surrender_ten_days_from_the_final_decision_and_a_new_date(ledger, c
 def test_eaw_surrender_after_a_decision_on_consent(ledger, clock, routings):
     # Consent on 5 March, final decision on it (executed) Tuesday 10 March 12:00 -> surrender
     # within 10 days -> Friday 20 March; the 60-day deadline is met by that decision too.
-    ref = eaw(ledger, clock, routings, at(ROME, 2026, 3, 2, 9, 0))
-    record(
-        ledger,
-        clock,
-        routings,
-        ref,
-        at(ROME, 2026, 3, 2, 9, 30),
-        event="arrest",
-        on=date(2026, 3, 1),
-    )
+    ref = arrested(ledger, clock, routings)
     decide(ledger, clock, routings, ref, at(ROME, 2026, 3, 3, 10, 0), "forwarded")
     record(ledger, clock, routings, ref, at(ROME, 2026, 3, 5, 11, 0), event="consent")
     decide(ledger, clock, routings, ref, at(ROME, 2026, 3, 10, 12, 0), "executed")
@@ -457,16 +428,7 @@ def test_outgoing_eio_counts_from_its_receipt_abroad(ledger, clock, routings):
 def test_a_legal_deadline_escalates_while_an_earlier_hop_holds_the_case(ledger, clock, routings):
     # The hearing hop is never decided: the 60 days from the arrest still run out on 30 April,
     # and the sweep tells the court's head and the coordinator once, citing art. 17(3).
-    ref = eaw(ledger, clock, routings, at(ROME, 2026, 3, 2, 9, 0))
-    record(
-        ledger,
-        clock,
-        routings,
-        ref,
-        at(ROME, 2026, 3, 2, 9, 30),
-        event="arrest",
-        on=date(2026, 3, 1),
-    )
+    ref = arrested(ledger, clock, routings)
     now = at(ROME, 2026, 5, 1, 8, 0).astimezone(UTC)
     for _ in range(2):
         with ledger.transaction() as session:
