@@ -43,6 +43,7 @@ from models.integrity import (
     Seal,
     all_case_ids,
     check_cases,
+    ids_of,
     missing_finding,
     orphans,
 )
@@ -511,6 +512,27 @@ def stored_heads(session: Session) -> dict[str, Seal]:
     return {r: Seal(i, seq, h) for r, i, seq, h in rows}
 
 
+def moved_heads(session: Session) -> dict[str, Seal]:
+    """The heads of the cases that moved since their seal, or have none yet."""
+    rows = _rows(
+        session,
+        "SELECT r.reference, r.id, r.last_seq, r.head_hash FROM requests r "
+        "LEFT JOIN case_seals s ON s.reference = r.reference "
+        "WHERE s.reference IS NULL OR s.seq <> r.last_seq OR s.hash <> r.head_hash",
+    )
+    return {r: Seal(i, seq, h) for r, i, seq, h in rows}
+
+
+def missing_references(session: Session) -> list[str]:
+    """Cases sealed by a checkpoint that the ledger no longer holds."""
+    rows = _rows(
+        session,
+        "SELECT s.reference FROM case_seals s "
+        "LEFT JOIN requests r ON r.reference = s.reference WHERE r.id IS NULL",
+    )
+    return [r for (r,) in rows]
+
+
 def _rows(session: Session, sql: str) -> list[Any]:
     # Every case's row, each sweep: straight from the driver's cursor, which reads them several
     # times faster than a result that converts each value (these need no converting).
@@ -642,26 +664,32 @@ def seal(
                 leaves = leaves_of(seals)
                 trusted = True
             doubts += folded.findings
-        heads = stored_heads(session)
-        moved = {r for r, head in heads.items() if r not in seals or seals[r][1:3] != head[1:3]}
-        marked = set(session.scalars(select(TamperedCase.reference))) & set(heads)
-        rolled = _slice(sorted(heads), last.cursor if last is not None else None, rolling)
+        if doubts:  # the seals are the witness's: compare every head with them here
+            heads = stored_heads(session)
+            moved = {r: h for r, h in heads.items() if r not in seals or seals[r][1:3] != h[1:3]}
+            gone = {r for r in seals if r not in heads}
+        else:  # the ledger's own seals verified: the database compares them
+            moved = moved_heads(session)
+            gone = set(missing_references(session))
+        marked = set(session.scalars(select(TamperedCase.reference))) - gone
+        rolled = _slice(sorted(set(seals) - gone), last.cursor if last else None, rolling)
+        others = (marked | set(rolled)) - set(moved)
         checked = check_cases(
             session,
-            request_ids=sorted(heads[r].request_id for r in moved | marked | set(rolled)),
+            request_ids=sorted([h.request_id for h in moved.values()] + ids_of(session, others)),
             routings=routings,
             seals=seals,
         )
-    missing = {r: s for r, s in seals.items() if r not in heads}
+    missing = {r: seals[r] for r in sorted(gone)}
     result = SealResult(None, verified=len(checked.findings))
     result.findings = (
-        doubts + checked.broken() + [missing_finding(r, s) for r, s in sorted(missing.items())]
+        doubts + checked.broken() + [missing_finding(r, s) for r, s in missing.items()]
     )
     number = (last.number if last is not None else 0) + 1
     fresh = {
-        r: Seal(heads[r].request_id, heads[r].seq, heads[r].hash, number)
+        r: Seal(checked.heads[r].request_id, checked.heads[r].seq, checked.heads[r].hash, number)
         for r in checked.intact
-        if not heads[r].holds(seals.get(r))
+        if r in moved
     }
     new_seals = {**seals, **fresh}
     with ledger.transaction() as session:
