@@ -258,18 +258,21 @@ def load_key(path: Path) -> Signer:
 
 
 def signer_from_env(*, ledger_url: str, create: bool) -> Signer | None:
-    """The key $ROGATORY_CHECKPOINT_KEY names (created on first use when `create`); None when
-    the variable is unset, or names no file yet and `create` is false."""
+    """The key $ROGATORY_CHECKPOINT_KEY names, to sign with (`create`: made on first use, and
+    refused inside the ledger's folder) or only to verify with; None when the variable is
+    unset, or names no file yet and nothing is to be signed."""
     raw = os.environ.get(KEY_VARIABLE, "").strip()
     if not raw:
         return None
+    path = Path(raw).expanduser()
+    if not create:
+        # Verifying (audit verify, a restore) reads the public half only; where the key lies
+        # is the signing sweep's concern.
+        return load_key(path) if path.exists() else None
     path = outside_ledger(
-        Path(raw), ledger_url=ledger_url, what="the checkpoint key", variable=KEY_VARIABLE
+        path, ledger_url=ledger_url, what="the checkpoint key", variable=KEY_VARIABLE
     )
-    if not path.exists():
-        # A verifier finds none until the first checkpoint made it: then nothing is signed.
-        return create_key(path) if create else None
-    return load_key(path)
+    return load_key(path) if path.exists() else create_key(path)
 
 
 def verifier_from_env(signer: Signer | None) -> Verifier | None:
