@@ -365,7 +365,11 @@ class Witness:
         appended: list[int] = []
         with self.locked() as fd:
             last = self.last()
-            known = last.number if isinstance(last, WitnessLine) else 0
+            if isinstance(last, str):  # a torn or edited last line: a person must look
+                raise CheckpointError(
+                    f"the last line of the witness {self.path} is {last}: nothing appended"
+                )
+            known = 0 if last is None else last.number
             for row in sorted(rows, key=lambda r: r.number):
                 if row.number <= known:
                     continue
