@@ -3,7 +3,9 @@ commands: no finding on an honest ledger (the other side of naming every tampere
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,9 +18,11 @@ from models.engine import Routings
 from models.identity import Grant, RoleName
 from models.integrity import ids_of, load_cases
 from models.ledger import Ledger, Request
+from models.loader import load_country
 from models.replay import UNKNOWN, rebuild
 from models.store import CaseStore
 from models.sweep import sweep_rungs
+from tests.conftest import REPO
 from tests.samples import intake
 
 OPENED = datetime(2026, 3, 2, 15, tzinfo=UTC)  # a Monday, 09:00 in San Salvador
@@ -160,3 +164,41 @@ def test_a_case_with_events_this_version_does_not_replay_is_not_compared(
     assert "erased" in found.not_compared[ref]
     with ledger.session() as session:
         assert session.scalar(select(Request.last_seq)) == 3
+
+
+def test_a_case_moved_to_a_new_routing_version_still_has_no_finding(
+    ledger: Ledger, routings: Routings, tmp_path: Path
+) -> None:
+    """The open hop's step index follows the version the case runs on; the prescription date,
+    recomputed under the new rules, is not compared until an event records it again."""
+    root = tmp_path / "config"
+    shutil.copytree(REPO / "config", root)
+    sv = root / "countries" / "sv.yaml"
+    without = "".join(
+        line for line in sv.read_text().splitlines(keepends=True) if "holder: mjsp" not in line
+    )
+    sv.write_text(without)
+    desk = Desk(ledger, routings)
+    ref = str(desk.run("register", data=intake(coercive=True)).reference)
+    for _ in range(4):  # draft, review, court, Ministry: at the diplomatic channel (index 4)
+        desk.clock.advance(timedelta(days=1))
+        desk.run("decide", reference=ref, outcome="forwarded")
+    moved = Desk(ledger, Routings({"SV": load_country(sv)}))
+    moved.clock.set(desk.clock.now() + timedelta(days=1))
+    moved.run("migrate", reference=ref)
+    found = audit(ledger, routings=Routings({}), verifier=None, witness=None, now=moved.clock.now())
+    assert [str(f) for f in found.findings] == []
+    rebuilt, stored = moved.rebuilt(ref)
+    assert rebuilt.request["prescription_date"] is UNKNOWN
+    assert rebuilt.hops[5]["route_step"] == "diplomatic-channel"
+    assert rebuilt.hops[5]["step_index"] == stored.steps[4]["step_index"] == 3  # mjsp gone
+    assert rebuilt.hops[4]["step_index"] == stored.steps[3]["step_index"] == 3  # closed: kept
+    moved.clock.advance(timedelta(days=1))
+    moved.run("decide", reference=ref, outcome="forwarded")
+    assert moved.rebuilt(ref)[0].hops[6]["route_step"] == "execution-abroad"
+    assert (
+        audit(
+            ledger, routings=Routings({}), verifier=None, witness=None, now=moved.clock.now()
+        ).findings
+        == []
+    )
