@@ -284,8 +284,10 @@ class YearPreview:
     holiday_years: tuple[int, int] = (0, 0)
     """The years the holidays package knows that country's holidays for."""
     closure_years: list[int] = field(default_factory=list)
-    """The years the file lists closures (judicial vacations) for: another year's may be
+    """The years the file lists dated closures (judicial vacations) for: another year's may be
     missing."""
+    recurring: bool = False
+    """The calendar has closures that come back every year: no year lacks them."""
 
 
 def preview_year(routing: Routing, authority: str | None, year: int) -> YearPreview:
@@ -329,6 +331,7 @@ def preview_year(routing: Routing, authority: str | None, year: int) -> YearPrev
         source.country if source else None,
         known,
         sorted({y for c in closures for y in _years(c)}),
+        bool(config.calendar.recurring or (own.recurring if own else [])),
     )
 
 

@@ -344,18 +344,20 @@ def test_the_calendar_names_holidays_and_closures_month_by_month(world: World) -
     assert "<h1>Calendar of Corte Suprema de Justicia · 2026</h1>" in page.text
     august = page.text.split('id="m8"', 1)[1].split("</section>", 1)[0]
     assert "August 2026 · 17 business days" in august
-    assert '2026-08-03</time>–<time datetime="2026-08-05">2026-08-05</time> · closure: ' in august
-    assert "closure: 2026-08-03/2026-08-06: Fiestas Agostinas" in august
+    # The public employees' August vacation, 1-6 August every year; the 6th is also a holiday.
+    assert '2026-08-01</time>–<time datetime="2026-08-05">2026-08-05</time> · closure: ' in august
+    assert "closure: vacación agostina (Ley de Asuetos" in august
     assert "2026-08-06</time> · public holiday: Celebrations of San Salvador" in august
-    assert '<td class="cal-day weekend">1</td>' in august  # a Saturday
+    assert '<td class="cal-day weekend">8</td>' in august  # a Saturday
     assert "No closures or judicial vacations are listed for this year" not in page.text
 
 
 def test_the_calendar_says_what_it_does_not_cover(world: World) -> None:
     browser = world.signed_in("ministry-sv")
-    later = browser.get("/ministry/SV/calendar?year=2027").text
-    assert "No closures or judicial vacations are listed for this year" in later
-    assert "They are listed for: 2026" in later
+    # Recurring vacations come back every year: no year is said to lack them.
+    later = browser.get("/ministry/SV/calendar?year=2031").text
+    assert "No closures or judicial vacations are listed" not in later
+    assert "vacación agostina" in later.split('id="m8"', 1)[1].split("</section>", 1)[0]
     outside = browser.get("/ministry/SV/calendar?year=2150").text
     assert "This year is outside what the calendar covers" in outside
     assert "1990–2080" in outside
