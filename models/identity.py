@@ -22,10 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -51,7 +50,15 @@ THROTTLE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_ACCOUNT = 5
 MAX_FAILURES_PER_ADDRESS = 20
 TOKEN_PREFIX = "rgt_"
-_HASHER = PasswordHasher()  # argon2id, the library's defaults (RFC 9106 second recommendation)
+
+
+@cache
+def _hasher() -> Any:
+    """argon2id with the library's defaults (RFC 9106 second recommendation); imported on first
+    use, so the commands that read a case never load it."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
 
 
 class RoleName(StrEnum):
@@ -214,7 +221,7 @@ def check_grant(grant: Grant) -> None:
 def hash_password(password: str) -> str:
     if len(password) < 12:
         raise AccountError("a password needs at least 12 characters")
-    return _HASHER.hash(password)
+    return _hasher().hash(password)
 
 
 def add_account(
@@ -426,12 +433,14 @@ def sign_in(
     found = session.scalar(select(Account).where(Account.name == name))
     ok = False
     if found is not None and found.active and found.password_hash:
+        from argon2.exceptions import InvalidHashError, VerificationError
+
         try:
-            ok = _HASHER.verify(found.password_hash, password)
+            ok = _hasher().verify(found.password_hash, password)
         except (VerificationError, InvalidHashError):
             ok = False
     else:
-        _HASHER.hash(password)  # the same work as a real check: no timing tells names apart
+        _hasher().hash(password)  # the same work as a real check: no timing tells names apart
     if not ok or found is None:
         log(session, "sign_in_failed", now=now, account=name, address=address)
         return "unknown username or wrong password"
