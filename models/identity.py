@@ -221,7 +221,8 @@ def check_grant(grant: Grant) -> None:
 def hash_password(password: str) -> str:
     if len(password) < 12:
         raise AccountError("a password needs at least 12 characters")
-    return _hasher().hash(password)
+    hashed: str = _hasher().hash(password)
+    return hashed
 
 
 def add_account(
