@@ -11,7 +11,6 @@ The writes themselves go through `models.store.CaseStore`, one statement per tab
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -36,11 +35,10 @@ from models.errors import (
     Conflict,
     DecisionNotAllowed,
     NoRouteMatches,
-    NotFound,
 )
 from models.intake import RequestIntake
-from models.ledger import Request, RoutingVersion, canonical
-from models.loader import Routing, routing_from_snapshot
+from models.ledger import Request, canonical
+from models.loader import Routing
 from models.notices import opened_notice
 from models.prescription import (
     KOZENY,
@@ -53,47 +51,10 @@ from models.prescription import (
     request_meant,
     rules_in_force,
 )
+from models.routings import Routings as Routings  # re-exported for the engine's callers
 from models.store import Case, CaseStore, Hop
 
 SYSTEM = "system"
-
-
-class Routings:
-    """The routing files in force, and every pinned version a case may still run on."""
-
-    def __init__(self, current: Mapping[str, Routing]) -> None:
-        self.current = dict(current)
-        self._by_version = {r.version: r for r in current.values()}
-
-    def pinned(self, session: Session, version: str) -> Routing:
-        routing = self._by_version.get(version)
-        if routing is None:
-            row = session.get(RoutingVersion, version)
-            if row is None:
-                raise NotFound(f"routing version {version} is not in the ledger")
-            routing = routing_from_snapshot(
-                {
-                    "version": row.version,
-                    "file": row.file,
-                    "yaml_text": row.yaml_text,
-                    "presets": row.presets,
-                }
-            )
-            self._by_version[version] = routing
-        return routing
-
-    def loaded(self) -> list[Routing]:
-        """Every routing known so far: those in force and the pinned versions read."""
-        return list(
-            {id(r): r for r in [*self.current.values(), *self._by_version.values()]}.values()
-        )
-
-    def for_country(self, country: str) -> Routing:
-        try:
-            return self.current[country]
-        except KeyError:
-            known = ", ".join(sorted(self.current))
-            raise NotFound(f"no routing for country {country!r} (configured: {known})") from None
 
 
 @dataclass(frozen=True)
