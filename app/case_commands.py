@@ -46,6 +46,13 @@ def register(sub: Sub) -> None:
     _case(sub, "Snooze", "snooze", "no rung of the hop's ladder fires before a day")
     _case(sub, "Deadline", "deadline", "an arrest, a consent or a move of a legal deadline")
     sub.add_parser("attach", help="attach a document to a case", build=_attach_options)
+    e = sub.add_parser(
+        "erase", help="destroy a closed case's personal data once its retention period is over"
+    )
+    e.add_argument("reference")
+    e.add_argument("--reason", required=True, help="why (kept in clear: name no person)")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(handler=erase)
 
     s = sub.add_parser("status", help="a case's timeline: hops, days taken, lateness, stops")
     s.add_argument("reference")
@@ -200,6 +207,16 @@ def _submit(args: argparse.Namespace, command: type[Command], **extra: Any) -> i
 
     typed = build(command, args, **extra)
     result = client(quiet=args.json).submit(typed)
+    emit(args, {**asdict(result), "warnings": list(result.warnings)}, result.message)
+    return 0
+
+
+def erase(args: argparse.Namespace) -> int:
+    """On this machine's ledger only: erasure is not offered through the API."""
+    from app.client import LocalClient
+
+    local = LocalClient(quiet=args.json)
+    result = local.service.erase(args.reference, reason=args.reason, caller=local.caller)
     emit(args, {**asdict(result), "warnings": list(result.warnings)}, result.message)
     return 0
 

@@ -117,6 +117,28 @@ class Service:
         self.waker(command, result)
         return result
 
+    def erase(self, reference: str, *, reason: str, caller: Caller) -> Result:
+        """Destroy a closed case's personal data once its country's retention period is over:
+        the country's coordinator or an admin (models.erasure)."""
+        from models.erasure import erase
+
+        with self.ledger.transaction() as session:
+            facts = queries.case_facts(session, reference, routings=self._pinned)
+            access.authorise_erase(caller, facts.country)
+            routings = self._country_routings(facts.country)
+            if routings is None:
+                raise CommandRejected(
+                    f"{facts.country} has no routing file: its retention is unknown"
+                )
+            return erase(
+                session=session,
+                clock=self.clock,
+                routings=routings,
+                reference=reference,
+                reason=reason,
+                actor=caller.actor,
+            )
+
     def attach(
         self,
         reference: str,

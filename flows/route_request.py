@@ -32,9 +32,8 @@ from tasks.cases import (
 
 
 class Resubmitted(RunInput):
-    """The requester answered a return (`rogatory resubmit` resumes the run with this)."""
-
-    note: str | None = None
+    """The requester answered a return: the run resumes with no input (the note, if any, is
+    in the ledger's `resubmitted` event, sealed; Prefect never holds it)."""
 
 
 @flow(name="route_request", flow_run_name="{reference}", log_prints=True)

@@ -21,6 +21,7 @@ caller's roles do allow, so the clerk knows whom to ask.
                                     (the holder's included), the coordinator
     acknowledge, snooze             the holder's head, the coordinator
     deadline                        the holder's clerks and head, the coordinator (as record)
+    erase                           the country's coordinator, an admin
 
     reading a case                  its country's coordinator and ministry; its country's
                                     clerks, heads and auditors unless it is confidential;
@@ -182,6 +183,19 @@ def authorise_case_read(caller: Caller, facts: CaseFacts) -> None:
     if _of_country(caller, facts.country, (*CLERKS, RoleName.AUDITOR)) or _all_countries(caller):
         return
     raise _deny(caller, f"read {facts.reference} ({facts.country})")
+
+
+def authorise_erase(caller: Caller, country: str) -> None:
+    """Erasing a case's personal data: its country's coordinator or an admin (the retention
+    period is the engine's check, not a role's)."""
+    if caller.local:
+        return
+    caller.require_scope(Scope.WRITE)
+    if _of_country(caller, country, (RoleName.COORDINATOR,)) or any(
+        g.role == RoleName.ADMIN for g in caller.grants
+    ):
+        return
+    raise _deny(caller, f"erase a case of {country}: ask its coordinator or an admin")
 
 
 def _all_countries(caller: Caller) -> bool:

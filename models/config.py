@@ -518,6 +518,8 @@ class CountryConfig(Strict):
     routes: Annotated[list[Route], Field(min_length=1)]
     escalation: list[Rung] = []
     prescription: Prescription | None = None
+    retention_years: Annotated[int, Field(ge=1, le=100)] = 10
+    """How long a closed case keeps its personal data before `rogatory erase` may destroy it."""
 
     def route(self, route_id: str) -> Route:
         for route in self.routes:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from models.errors import CommandRejected, LedgerTampered, NotFound, RogatoryError
 from models.ledger import Document, Request
+from models.privacy import CaseKeys
 
 MAX_DOCUMENT_BYTES = 25 * 1024 * 1024
 """The largest document accepted (25 MiB): a scanned request with its translation fits."""
@@ -152,7 +153,10 @@ class AttachedDocument:
     recorded_at: datetime
 
 
-def _rows(session: Session, *conditions: ColumnElement[bool]) -> list[AttachedDocument]:
+def _rows(
+    session: Session, *conditions: ColumnElement[bool], opened: bool = True
+) -> list[AttachedDocument]:
+    """Attached documents; their file names opened for a reader of the case if `opened`."""
     rows = session.execute(
         select(
             Request.reference,
@@ -169,7 +173,15 @@ def _rows(session: Session, *conditions: ColumnElement[bool]) -> list[AttachedDo
         .where(*conditions)
         .order_by(Request.id, Document.seq)
     ).all()
-    return [AttachedDocument(*row) for row in rows]
+    if not opened:
+        return [AttachedDocument(*row) for row in rows]
+    keys = CaseKeys(session)
+    return [
+        AttachedDocument(
+            row[0], row[1], row[2], keys.open_value(row[0], "filename", row[3]), *row[4:]
+        )
+        for row in rows
+    ]
 
 
 def attached(session: Session, *, reference: str) -> list[AttachedDocument]:
@@ -204,7 +216,7 @@ def problems(
     conditions: list[ColumnElement[bool]] = (
         [] if reference is None else [Request.reference == reference]
     )
-    for document in _rows(session, *conditions):
+    for document in _rows(session, *conditions, opened=False):
         if not store.exists(document.sha256):
             reason = f"is missing from {store.root}"
         elif not store.verify(document.sha256):

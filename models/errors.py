@@ -16,6 +16,7 @@
     │   └── Forbidden                the caller's role does not reach this case or action
     ├── LedgerTampered               the hash chain of a case is broken
     ├── SchemaOutdated               the ledger's tables are not at this code's revision
+    ├── KeyUnavailable               the master key is missing, malformed or not the ledger's
     └── NotificationError            apprise could not deliver a message
 
 Messages name what was wrong, where, and what to do about it.
@@ -164,6 +165,10 @@ class LedgerTampered(RogatoryError):
 
 class SchemaOutdated(RogatoryError):
     """The ledger's schema is missing or older than this code: run `rogatory db upgrade`."""
+
+
+class KeyUnavailable(RogatoryError):
+    """The master key that wraps the case keys cannot be read, or does not open them."""
 
 
 class NotificationError(RogatoryError):

@@ -14,7 +14,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -381,6 +380,19 @@ class TamperedCase(Base):
     reason: Mapped[str] = mapped_column(Text)
 
 
+class CaseKey(Base):
+    """A case's data key, wrapped by the master key (models.privacy). Erasing the case clears
+    `wrapped` and keeps the row as its tombstone: who erased it, when and why."""
+
+    __tablename__ = "case_keys"
+
+    reference: Mapped[str] = mapped_column(String(32), primary_key=True)
+    wrapped: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    erased_by: Mapped[str | None] = mapped_column(String(128))
+
+
 def insert_if_absent(connection: Connection, table: type[Base], row: dict[str, Any]) -> bool:
     """Insert `row` unless a row with the same primary or unique key exists; True if inserted.
 
@@ -403,13 +415,14 @@ def insert_if_absent(connection: Connection, table: type[Base], row: dict[str, A
 
 
 def database_url() -> str:
-    """`$ROGATORY_DATABASE_URL`, or a SQLite file under `./var` (created on demand)."""
+    """`$ROGATORY_DATABASE_URL`, or a SQLite file under `./var` (created on demand, 0600 in a
+    0700 folder: SQLite gives its -wal and -shm files the same mode)."""
     url = os.environ.get("ROGATORY_DATABASE_URL")
     if url:
         return url
-    folder = Path(os.environ.get("ROGATORY_VAR", "var"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'ledger.db'}"
+    from models.var import private_file, var_dir
+
+    return f"sqlite:///{private_file(var_dir() / 'ledger.db')}"
 
 
 def make_engine(url: str | None = None) -> Engine:

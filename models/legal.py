@@ -400,7 +400,9 @@ def _shorten(
 
 
 def _reason(reasons: str | None) -> str:
-    return f"; reasons: {reasons}" if reasons else ""
+    # The reasons themselves may name a person: they stay in the event, sealed (models.privacy),
+    # not in the `deadlines` projection that lists, reports and notices read.
+    return "; reasons given with the event" if reasons else ""
 
 
 def _named(items: list[dict[str, Any]], deadline: str | None, event: str) -> dict[str, Any]:

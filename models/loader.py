@@ -266,9 +266,12 @@ def calendar_closures(spec: CalendarSpec) -> list[Closure]:
 
 
 def content_hash(config: CountryConfig, presets: dict[str, PresetDeadline]) -> str:
-    """A stable version id: the same meaning gives the same hash, whatever the comments."""
+    """A stable version id: the same meaning gives the same hash, whatever the comments.
+
+    The retention period is left out: it decides when a closed case may be erased, not how a
+    case is routed, so setting it moves no case to a new routing version."""
     payload = {
-        "config": config.model_dump(mode="json"),
+        "config": config.model_dump(mode="json", exclude={"retention_years"}),
         "presets": {k: v.model_dump(mode="json") for k, v in sorted(presets.items())},
     }
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)

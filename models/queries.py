@@ -17,6 +17,7 @@ from models.identity import Grant, RoleName
 from models.ledger import GENESIS, Event, Ledger, Request, RoutingVersion, Step, event_hash
 from models.loader import Routing
 from models.prescription import describe_rules
+from models.privacy import CaseKeys
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,9 @@ def timeline(*, session: Session, routing: Routing, reference: str, now: datetim
     ).all()
     stops: dict[int, list[ClockStop]] = {}
     history: list[dict[str, Any]] = []
+    keys = CaseKeys(session)
     for ev in events:
-        data = json.loads(ev.payload)
+        data = keys.reveal(reference, ev.kind, json.loads(ev.payload))
         if ev.kind == "clock_stopped":
             stops.setdefault(data["hop"], []).append(
                 ClockStop(ev.occurred_at, None, data["reason"])
@@ -649,7 +651,8 @@ class EventRow:
 
 
 def case_events(session: Session, reference: str) -> list[EventRow]:
-    """A case's events, oldest first, with their actor and hash."""
+    """A case's events, oldest first, with their actor and hash; personal fields opened (the
+    caller has checked the reader may see the case)."""
     rows = session.execute(
         select(
             Event.seq,
@@ -664,6 +667,7 @@ def case_events(session: Session, reference: str) -> list[EventRow]:
         .where(Request.reference == reference)
         .order_by(Event.seq)
     ).all()
+    keys = CaseKeys(session)
     return [
         EventRow(
             seq=r.seq,
@@ -672,7 +676,7 @@ def case_events(session: Session, reference: str) -> list[EventRow]:
             occurred_at=r.occurred_at,
             recorded_at=r.recorded_at,
             hash=r.hash,
-            payload=json.loads(r.payload),
+            payload=keys.reveal(reference, r.kind, json.loads(r.payload)),
         )
         for r in rows
     ]

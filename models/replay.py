@@ -255,7 +255,7 @@ def rebuild(events: list[dict[str, Any]], routing_of: Any) -> Rebuilt:
                 "actor": event["actor"],
                 "recorded_at": event["recorded_at"],
             }
-        elif kind != "resubmitted":
+        elif kind not in ("resubmitted", "erased"):  # these two change no projection
             out.unreplayed.add(kind)
     return out
 

@@ -51,6 +51,7 @@ from models.errors import CommandRejected
 from models.ledger import Ledger, Request, Step
 from models.loader import Routing
 from models.prescription import EventKind
+from models.privacy import SYNTHETIC_KEY
 from models.store import QUIET_KEY, Case, CaseStore
 
 DAY = 86_400
@@ -650,6 +651,8 @@ class _Simulator:
         with ledger.write_session() as session:
             # Past hops: nobody is to be told they opened years ago.
             session.info[QUIET_KEY] = True
+            # Synthetic intakes: sealed reproducibly, so one seed writes one ledger.
+            session.info[SYNTHETIC_KEY] = True
             self.store = CaseStore.of(session)
             while queue and queue[0][0] < end:
                 done = 0

@@ -30,6 +30,7 @@ from models.errors import Conflict, NotFound
 from models.integrity import check_head, check_missing
 from models.ledger import (
     GENESIS,
+    CaseKey,
     Document,
     Event,
     ReferenceCounter,
@@ -44,6 +45,7 @@ from models.ledger import (
 )
 from models.notices import Notice
 from models.prescription import EventKind, PrescriptionEvent
+from models.privacy import CaseKeys
 
 _STORE_KEY = "rogatory.store"
 QUIET_KEY = "rogatory.quiet"
@@ -230,6 +232,11 @@ class CaseStore:
     marks: dict[str, Any] | None = None
     """Keys added to the payload of every event appended while set: an import marks each event
     with the file and the register row it comes from (`models.importer`)."""
+    keys: CaseKeys = field(init=False)
+    """The case keys that seal personal fields as events are appended (models.privacy)."""
+
+    def __post_init__(self) -> None:
+        self.keys = CaseKeys(self.session)
 
     @classmethod
     def of(cls, session: Session) -> CaseStore:
@@ -320,13 +327,15 @@ class CaseStore:
         """The event sequence and file name under which `sha256` is attached to the case."""
         for row in self.documents:
             if row["request_id"] == case.id and row["sha256"] == sha256:
-                return row["seq"], row["filename"]
+                return row["seq"], self.keys.open_value(case.reference, "filename", row["filename"])
         found = self.session.execute(
             select(Document.seq, Document.filename).where(
                 Document.request_id == case.id, Document.sha256 == sha256
             )
         ).first()
-        return None if found is None else (found.seq, found.filename)
+        if found is None:
+            return None
+        return found.seq, self.keys.open_value(case.reference, "filename", found.filename)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -381,10 +390,15 @@ class CaseStore:
         recorded_at: datetime,
         idempotency_key: str | None = None,
     ) -> int:
-        """Append one event to the case's chain; returns its sequence number."""
+        """Append one event to the case's chain, its personal fields sealed; returns its
+        sequence number."""
         seq = case.last_seq + 1
         if self.marks is not None:
             payload = {**payload, **self.marks}
+        payload = self.keys.seal(case.reference, kind, payload, at=recorded_at)
+        if kind == "registered" and case.id in self.new_cases:
+            # The projection holds the intake as the event does: sealed, the same ciphertext.
+            self.new_cases[case.id][0]["intake"] = payload["intake"]
         body = canonical(payload)
         digest = event_hash(
             prev_hash=case.head_hash,
@@ -427,7 +441,12 @@ class CaseStore:
         case.status = "open"
 
     def attach_document(self, values: dict[str, Any]) -> None:
-        """A `documents` row, written with the event that attaches it."""
+        """A `documents` row, written with the event that attaches it (its file name sealed as
+        that event's is)."""
+        for event in reversed(self.events):
+            if event["request_id"] == values["request_id"] and event["seq"] == values["seq"]:
+                values = {**values, "filename": json.loads(event["payload"])["filename"]}
+                break
         self.documents.append(values)
 
     def touch(self, hop: Hop) -> None:
@@ -522,6 +541,9 @@ class CaseStore:
             bulk.run(connection, "insert_steps", map(_HOP_ROW, self.new_hops.values()))
         if self.changed_hops:
             bulk.run(connection, "update_steps", map(_HOP_UPDATE, self.changed_hops.values()))
+        if self.keys.new:
+            connection.execute(insert(CaseKey), self.keys.new)
+            self.keys.new.clear()
         if self.events:
             bulk.run(connection, "insert_events", map(_EVENT_ROW, self.events))
         if self.documents:

@@ -189,7 +189,9 @@ class _DecisionInput(RunInput):
     model_config = ConfigDict(extra="ignore")
 
 
-_FORM_SKIPS = {"reference", "idempotency_key", "seq"}
+_FORM_SKIPS = {"reference", "idempotency_key", "seq", "note"}
+"""`note` too: Prefect's database receives references and choices, never free text that could
+name a person (a note goes through the web page or the command line, sealed in the ledger)."""
 
 
 def _described(info: FieldInfo) -> FieldInfo:

@@ -299,7 +299,7 @@ def refusal(path: Path, exc: OSError) -> RogatoryError:
 def output_folder(path: Path) -> Path:
     """`path` as a folder to write into, created with its parents if missing."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except FileExistsError as exc:
         raise RogatoryError(
             f"cannot write into {path}: it exists and is not a folder; name a folder (it is "
@@ -340,11 +340,12 @@ def output_file(path: Path) -> Iterator[TextIO]:
             f"cannot write {path}: it is not a regular file (a device or a pipe); write elsewhere"
         )
     # A fresh name, created exclusively: O_EXCL (and O_NOFOLLOW where the system has it) refuse
-    # a link planted at the temporary name too. Mode 0o666 lets the umask decide, as open() does.
+    # a link planted at the temporary name too. Mode 0600: reports and exports are the
+    # application's, whoever else shares the machine.
     temp = path.with_name(f".{path.name[:40]}.{secrets.token_hex(8)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
-        descriptor = os.open(temp, flags, 0o666)
+        descriptor = os.open(temp, flags, 0o600)
     except OSError as exc:
         raise refusal(path, exc) from exc
     try:

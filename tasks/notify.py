@@ -28,6 +28,7 @@ from models import deliveries
 from models.deliveries import Outcome, Owed
 from models.ledger import Ledger
 from models.notices import opened_key
+from models.var import private_file, private_folder
 from tasks.notify_sources import AppriseSource, apprise_source, load_source
 
 
@@ -44,8 +45,7 @@ def _outbox(
     body: str, title: str, notify_type: str, meta: dict[str, Any], *args: Any, **kwargs: Any
 ) -> bool:
     """Append the message as one JSON line to the outbox file (works with no network)."""
-    folder = outbox_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_folder(outbox_dir())
     query = meta.get("qsd") or {}
     line = json.dumps(
         {
@@ -57,7 +57,8 @@ def _outbox(
         },
         ensure_ascii=False,
     )
-    with open(folder / "outbox.jsonl", "a", encoding="utf-8") as out:
+    path = private_file(folder / "outbox.jsonl")
+    with open(path, "a", encoding="utf-8") as out:
         fcntl.flock(out, fcntl.LOCK_EX)  # several watchers may write at once
         out.write(line + "\n")
     return True

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 HERE = Path(__file__).resolve().parent
-HEAD = "0008"
+HEAD = "0009"
 """The newest revision in versions/ (a test keeps it true); lets a CLI call skip Alembic."""
 _LOCK_ID = 0x726F6761  # "roga": the advisory lock every PostgreSQL upgrade takes
 

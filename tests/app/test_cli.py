@@ -242,7 +242,8 @@ def test_decide_forwards_to_the_next_hop_and_says_the_flow_picks_it_up(cli):
     assert ran.out.startswith(f"{reference}: hop 1 (draft at fgr) forwarded; hop 2 opened at csj")
     assert DECISION_RECORDED in ran.err
     decided = [e for e in cli.events(reference) if e.kind == "decided"]
-    assert len(decided) == 1 and '"note":"all in order"' in decided[0].payload
+    assert len(decided) == 1 and '"note":"enc:v1:' in decided[0].payload  # sealed at rest
+    assert "all in order" not in decided[0].payload
 
 
 def test_decide_json_output_parses(cli):

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from models import identity
 from models.identity import Grant, RoleName
 from models.ledger import Event, Ledger, Request
+from models.privacy import CaseKeys
 from tests.conftest import REPO, _free_port
 from tests.samples import intake
 
@@ -43,6 +44,8 @@ SCENARIO: list[tuple[str, ...]] = [
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ROGATORY_", "PREFECT_API"))}
+    # One master key for every process: each ledger's case keys are wrapped with it.
+    env["ROGATORY_MASTER_KEY"] = os.environ["ROGATORY_MASTER_KEY"]
     return {**env, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **extra}
 
 
@@ -108,15 +111,18 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
 
 
 def _events(url: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(kind, actor, payload without what differs from run to run) of every event."""
+    """(kind, actor, payload without what differs from run to run) of every event; sealed
+    fields opened (their ciphertexts differ from run to run)."""
     varying = {"command", "due_at", "on", "before", "after", "prescription", "intake"}
     with Ledger(url) as ledger, ledger.session() as session:
         rows = session.execute(
-            select(Event.kind, Event.actor, Event.payload).join(Request).order_by(Event.id)
+            select(Event.kind, Event.actor, Event.payload, Request.reference)
+            .join(Request)
+            .order_by(Event.id)
         ).all()
-    return [
-        (k, a, {x: y for x, y in json.loads(p).items() if x not in varying}) for k, a, p in rows
-    ]
+        keys = CaseKeys(session)
+        opened = [(k, a, keys.reveal(r, k, json.loads(p))) for k, a, p, r in rows]
+    return [(k, a, {x: y for x, y in p.items() if x not in varying}) for k, a, p in opened]
 
 
 def _run_scenario(env: dict[str, str], request_file: Path) -> list[str]:

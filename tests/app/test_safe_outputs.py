@@ -211,16 +211,15 @@ def test_a_failed_write_leaves_the_previous_report_whole(rogatory, tmp_path, mon
     assert [p.name for p in out.iterdir()] == ["report.json"]
 
 
-def test_a_second_report_replaces_the_first_readable_as_any_file_it_creates(rogatory, tmp_path):
+def test_a_second_report_replaces_the_first_private_to_its_owner(rogatory, tmp_path):
     out = tmp_path / "reports"
     for as_of in (AS_OF, "2026-04-01T00:00:00Z"):
         assert rogatory("report", "--format", "json", "--out", str(out), "--as-of", as_of).code == 0
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert report["as_of"].startswith("2026-04-01")
     assert [p.name for p in out.iterdir()] == ["report.json"]
-    umask = os.umask(0)
-    os.umask(umask)
-    assert stat.S_IMODE((out / "report.json").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((out / "report.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
 
 
 # -- names from hostile country files ----------------------------------------------------------

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from models.documents import sha256_of
 from models.ledger import Document, Step
+from models.privacy import CaseKeys
 from tests.app import test_cli
 from tests.app.test_cli import Cli
 
@@ -46,7 +47,9 @@ def test_a_file_is_attached_stored_privately_and_refused_the_second_time(
     assert stat.S_IMODE(os.stat(stored.parent).st_mode) == 0o700
     with cli.ledger.session() as session:
         row = session.execute(select(Document)).scalar_one()
-    assert (row.filename, row.media_type, row.size, row.kind, row.seq) == (
+        filename = CaseKeys(session).open_value(reference, "filename", row.filename)
+    assert row.filename.startswith("enc:v1:")  # sealed at rest, as its event's
+    assert (filename, row.media_type, row.size, row.kind, row.seq) == (
         "solicitud firmada.pdf",
         "application/pdf",
         len(SCAN),

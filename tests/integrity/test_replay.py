@@ -147,7 +147,7 @@ def test_an_honest_ledger_after_every_kind_of_command_and_sweep_has_no_finding(
 def test_a_case_with_events_this_version_does_not_replay_is_not_compared(
     ledger: Ledger, routings: Routings
 ) -> None:
-    """An event kind added later (e.g. an erasure) leaves its case's chain checked and its
+    """An event kind added by a later version leaves its case's chain checked and its
     projections uncompared, said so, never reported as tampering."""
     desk = Desk(ledger, routings)
     ref = str(desk.run("register", data=intake()).reference)
@@ -156,12 +156,12 @@ def test_a_case_with_events_this_version_does_not_replay_is_not_compared(
         case = store.case(ref)
         now = desk.clock.now()
         store.append(
-            case, kind="erased", actor="tester", payload={}, occurred_at=now, recorded_at=now
+            case, kind="court_sealed", actor="tester", payload={}, occurred_at=now, recorded_at=now
         )
         store.flush()
     found = audit(ledger, routings=Routings({}), verifier=None, witness=None, now=now)
     assert found.findings == []
-    assert "erased" in found.not_compared[ref]
+    assert "court_sealed" in found.not_compared[ref]
     with ledger.session() as session:
         assert session.scalar(select(Request.last_seq)) == 3
 

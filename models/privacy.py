@@ -1,0 +1,272 @@
+"""Personal fields encrypted at rest: a random data key per case, wrapped by one master key.
+
+The store seals the personal fields of every event it appends (`PERSONAL`, per event kind) as
+`enc:v1:<base64 nonce+ciphertext>`, AES-256-GCM with the case reference and field name as
+associated data, so a value cannot be moved to another case or field. The hash chain covers the
+sealed text: erasing a case (destroying its key) leaves every chain verifiable. Reads that show a
+case to someone allowed to see it open the fields (`CaseKeys.reveal`); nothing else does.
+
+The master key: $ROGATORY_MASTER_KEY (base64 of 32 bytes), else the Prefect Secret block named
+by $ROGATORY_MASTER_KEY_SECRET, else the file $ROGATORY_VAR/master.key, created on first use.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.errors import CommandRejected, KeyUnavailable
+from models.ledger import CaseKey
+from models.var import private_folder
+
+MASTER_KEY_VARIABLE = "ROGATORY_MASTER_KEY"
+MASTER_SECRET_VARIABLE = "ROGATORY_MASTER_KEY_SECRET"
+TAG = "enc:v1:"
+ERASED = "[erased]"
+SYNTHETIC_KEY = "rogatory.synthetic"
+"""Session flag set by the simulator: its made-up cases get keys and nonces derived from the
+master key (HMAC), so the same seed writes the same ledger byte for byte. Never for real data."""
+
+INTAKE_PERSONAL = (
+    "urgency_reason",
+    "requesting_authority",
+    "conducting_authority",
+    "subject",
+    "facts_summary",
+    "assistance_sought",
+    "procedure",
+    "persons",
+    "purpose",
+    "assets",
+)
+"""The intake's free text (UNCAC 46(15) (a)-(f), assets); routing fields, dates, country codes,
+categories and the registers' reference codes stay in clear: routes, reports and searches use
+them."""
+
+PERSONAL: dict[str, tuple[str, ...]] = {
+    "registered": ("intake",),
+    "decided": ("note",),
+    "resubmitted": ("note",),
+    "clock_stopped": ("reason",),
+    "clock_resumed": ("reason",),
+    "reassigned": ("note",),
+    "withdrawn": ("note",),
+    "prescription_event": ("note",),
+    "hop_assigned": ("note",),
+    "document_attached": ("filename", "note"),
+    "escalation_acknowledged": ("note",),
+    "escalation_snoozed": ("reason",),
+    "deadline_event": ("reasons",),
+}
+"""The payload fields of each event kind that may name a person; `intake` means its
+INTAKE_PERSONAL fields."""
+
+
+def _unb64(text: str, *, where: str) -> bytes:
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise KeyUnavailable(
+            f"{where} is not a master key: give base64 of 32 random bytes, e.g. "
+            "`python -c 'import os, base64; print(base64.b64encode(os.urandom(32)).decode())'`"
+        )
+    return key
+
+
+def _secret_key(name: str) -> bytes:
+    from prefect.blocks.system import Secret
+
+    try:
+        value = Secret.load(name).get()  # type: ignore[union-attr]
+    except Exception as exc:  # not found, or no Prefect server: say which and how to fix it
+        raise KeyUnavailable(
+            f"cannot read the master key from the Prefect Secret block {name!r} "
+            f"(${MASTER_SECRET_VARIABLE}): {exc}. Create it with `Secret(value=<base64 of 32 "
+            f"random bytes>).save({name!r})`, or set ${MASTER_KEY_VARIABLE}"
+        ) from exc
+    return _unb64(str(value), where=f"the Prefect Secret block {name!r}")
+
+
+def _file_key(path: Path) -> bytes:
+    if not path.exists():
+        private_folder(path.parent)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first
+            return _unb64(path.read_text(), where=str(path))
+        with os.fdopen(fd, "w") as out:
+            out.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+        print(
+            f"rogatory: created the master key {path}; production keeps it outside var/ "
+            f"(${MASTER_KEY_VARIABLE} or ${MASTER_SECRET_VARIABLE})",
+            file=sys.stderr,
+        )
+    return _unb64(path.read_text(), where=str(path))
+
+
+@lru_cache(maxsize=4)
+def _master(env: str, secret: str, var: str) -> bytes:
+    if env:
+        return _unb64(env, where=f"${MASTER_KEY_VARIABLE}")
+    if secret:
+        return _secret_key(secret)
+    return _file_key(Path(var) / "master.key")
+
+
+def master_key() -> bytes:
+    """The key that wraps every case key (see the module docstring for where it comes from)."""
+    return _master(
+        os.environ.get(MASTER_KEY_VARIABLE, "").strip(),
+        os.environ.get(MASTER_SECRET_VARIABLE, "").strip(),
+        os.environ.get("ROGATORY_VAR", "var"),
+    )
+
+
+def _aad(reference: str, name: str) -> bytes:
+    return f"{reference}\x00{name}".encode()
+
+
+def is_sealed(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(TAG)
+
+
+@dataclass
+class CaseKeys:
+    """The case keys one transaction has used; new ones are written with its flush."""
+
+    session: Session
+    keys: dict[str, AESGCM | None] = field(default_factory=dict)
+    """Reference -> cipher; None for an erased case."""
+    new: list[dict[str, Any]] = field(default_factory=list)
+
+    def _cipher(self, reference: str, *, create_at: datetime | None) -> AESGCM | None:
+        if reference in self.keys:
+            return self.keys[reference]
+        row = self.session.execute(
+            select(CaseKey.wrapped, CaseKey.erased_at).where(CaseKey.reference == reference)
+        ).first()
+        cipher: AESGCM | None
+        if row is not None:
+            cipher = None if row.wrapped is None else AESGCM(self._unwrap(row.wrapped, reference))
+        elif create_at is None:
+            return None
+        else:
+            key = (
+                self._derived(b"case key", reference.encode())
+                if self.synthetic
+                else AESGCM.generate_key(bit_length=256)
+            )
+            wrapped = base64.b64encode(aes_key_wrap(master_key(), key)).decode()
+            self.new.append({"reference": reference, "wrapped": wrapped, "created_at": create_at})
+            cipher = AESGCM(key)
+        self.keys[reference] = cipher
+        return cipher
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.session.info.get(SYNTHETIC_KEY, False))
+
+    @staticmethod
+    def _derived(label: bytes, data: bytes) -> bytes:
+        return hmac.new(master_key(), label + b"\x00" + data, hashlib.sha256).digest()
+
+    @staticmethod
+    def _unwrap(wrapped: str, reference: str) -> bytes:
+        try:
+            return aes_key_unwrap(master_key(), base64.b64decode(wrapped))
+        except (InvalidUnwrap, binascii.Error) as exc:
+            raise KeyUnavailable(
+                f"the key of {reference} does not open with this master key: is "
+                f"${MASTER_KEY_VARIABLE} (or the key file) the one this ledger was written with?"
+            ) from exc
+
+    # -- sealing -------------------------------------------------------------------------------
+
+    def seal(
+        self, reference: str, kind: str, payload: dict[str, Any], *, at: datetime
+    ) -> dict[str, Any]:
+        """`payload` with the personal fields of event `kind` sealed (a new dict if any)."""
+        names = PERSONAL.get(kind)
+        if not names:
+            return payload
+        out = dict(payload)
+        for name in names:
+            value = out.get(name)
+            if value is None:
+                continue
+            if name == "intake" and isinstance(value, dict):
+                out[name] = {
+                    k: (
+                        self._seal_value(reference, f"intake.{k}", v, at=at)
+                        if k in INTAKE_PERSONAL and v not in (None, [], "")
+                        else v
+                    )
+                    for k, v in value.items()
+                }
+            else:
+                out[name] = self._seal_value(reference, name, value, at=at)
+        return out
+
+    def _seal_value(self, reference: str, name: str, value: Any, *, at: datetime) -> str:
+        cipher = self._cipher(reference, create_at=at)
+        if cipher is None:
+            raise CommandRejected(
+                f"{reference} has been erased: no personal text can be added to it",
+                reference=reference,
+            )
+        text, aad = json.dumps(value).encode(), _aad(reference, name)
+        nonce = (
+            self._derived(b"nonce", aad + b"\x00" + text)[:12] if self.synthetic else os.urandom(12)
+        )
+        sealed = cipher.encrypt(nonce, text, aad)
+        return TAG + base64.b64encode(nonce + sealed).decode()
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def open_value(self, reference: str, name: str, value: Any) -> Any:
+        """A sealed value in clear, "[erased]" if its case key is gone; others unchanged."""
+        if not is_sealed(value):
+            return value
+        cipher = self._cipher(reference, create_at=None)
+        if cipher is None:
+            return ERASED
+        raw = base64.b64decode(value[len(TAG) :])
+        try:
+            return json.loads(cipher.decrypt(raw[:12], raw[12:], _aad(reference, name)))
+        except InvalidTag:
+            return "[unreadable]"
+
+    def reveal(self, reference: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """An event's payload with its personal fields opened (for a caller who may see it)."""
+        names = PERSONAL.get(kind)
+        if not names:
+            return payload
+        out = dict(payload)
+        for name in names:
+            value = out.get(name)
+            if name == "intake" and isinstance(value, dict):
+                out[name] = self.reveal_intake(reference, value)
+            elif value is not None:
+                out[name] = self.open_value(reference, name, value)
+        return out
+
+    def reveal_intake(self, reference: str, intake: dict[str, Any]) -> dict[str, Any]:
+        return {k: self.open_value(reference, f"intake.{k}", v) for k, v in intake.items()}
