@@ -290,3 +290,16 @@ def test_prefect_receives_references_never_free_text():
     assert list(route_request.parameters.properties) == ["reference"]
     assert "note" not in decision_form(None).model_fields
     assert Resubmitted.model_fields == {}
+
+
+def test_a_wrong_or_malformed_master_key_is_refused_by_name(ledger, routings, monkeypatch):
+    from models.errors import KeyUnavailable
+
+    desk = Desk(ledger, routings, Path("."), None)
+    ref = str(desk.run("register", data=intake(persons=[PLANTED])).reference)
+    monkeypatch.setenv("ROGATORY_MASTER_KEY", "not base64 of 32 bytes")
+    with pytest.raises(KeyUnavailable, match=r"\$ROGATORY_MASTER_KEY is not a master key"):
+        desk.run("decide", reference=ref, outcome="forwarded", note=PLANTED)
+    monkeypatch.setenv("ROGATORY_MASTER_KEY", "b3RoZXItbWFzdGVyLWtleS1vZi0zMi1ieXRlcy0uLi4=")
+    with ledger.session() as session, pytest.raises(KeyUnavailable, match=ref):
+        queries.case_events(session, ref)
