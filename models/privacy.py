@@ -107,18 +107,27 @@ def _secret_key(name: str) -> bytes:
 
 def _file_key(path: Path) -> bytes:
     if not path.exists():
+        # Written whole under a temporary name, then linked into place: a process starting at
+        # the same moment finds no key or the whole key, never half of one, and one key wins.
         private_folder(path.parent)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it first
-            return _unb64(path.read_text(), where=str(path))
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(base64.b64encode(os.urandom(32)).decode() + "\n")
-        print(
-            f"rogatory: created the master key {path}; production keeps it outside var/ "
-            f"(${MASTER_KEY_VARIABLE} or ${MASTER_SECRET_VARIABLE})",
-            file=sys.stderr,
-        )
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(temp, path)
+        except FileExistsError:  # another process created it first: use theirs
+            pass
+        else:
+            print(
+                f"rogatory: created the master key {path}; production keeps it outside var/ "
+                f"(${MASTER_KEY_VARIABLE} or ${MASTER_SECRET_VARIABLE})",
+                file=sys.stderr,
+            )
+        finally:
+            temp.unlink()
     return _unb64(path.read_text(), where=str(path))
 
 
