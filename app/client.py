@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import TypeAdapter
 
-from models.commands import CaseCommand, Command, Register
-from models.engine import Result
 from models.errors import (
     CommandRejected,
     Conflict,
@@ -32,6 +30,8 @@ from models.errors import (
 from models.queries import CasePage, CaseSearch, InboxItem, Timeline
 
 if TYPE_CHECKING:
+    from models.commands import Command
+    from models.engine import Result
     from models.metrics import Filters
 
 LATE_AFTER = timedelta(hours=24)
@@ -88,6 +88,7 @@ class LocalClient:
 
     def _wake(self, command: Command, result: Result) -> None:
         from app.ops import start_flow, wake_flow
+        from models.commands import CaseCommand, Register
 
         if isinstance(command, Register):
             start_flow(result.reference, quiet=self.quiet)
@@ -177,6 +178,9 @@ class RemoteClient:
         return response
 
     def submit(self, command: Command) -> Result:
+        from models.commands import CaseCommand, Register
+        from models.engine import Result
+
         body = command.model_dump(mode="json", exclude={"idempotency_key", "reference"})
         headers = {"Idempotency-Key": command.idempotency_key} if command.idempotency_key else {}
         if isinstance(command, Register):
@@ -200,6 +204,8 @@ class RemoteClient:
         note: str | None = None,
         idempotency_key: str | None = None,
     ) -> Result:
+        from models.engine import Result
+
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         form = {"kind": kind, **({"note": note} if note else {})}
         data = self._call(

@@ -18,22 +18,25 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from models import access, documents, queries, workspace
+from models import access, documents, queries
 from models.clock import Clock, clock_from_env
-from models.commands import Assign, AttachDocument, CaseCommand, Command, Migrate, Register
 from models.documents import AttachedDocument, DocumentKind, DocumentStore
-from models.engine import Result, Routings
 from models.errors import CommandRejected, Forbidden, NotFound
 from models.identity import Caller, Scope
 from models.ledger import Ledger
 from models.loader import configured_countries, load_all, load_country_code
 from models.queries import CasePage, CaseSearch, InboxItem, Timeline
-from models.workspace import BoardItem
+from models.routings import Routings
 
 if TYPE_CHECKING:
+    from models.commands import Command
+    from models.engine import Result
     from models.metrics import Filters
+    from models.workspace import BoardItem
 
-Waker = Callable[[Command, Result], None]
+# The commands, the engine and the workspace queries are imported where they are used: reading
+# one case (`rogatory status`, its page) loads none of them, and answers sooner.
+Waker = Callable[["Command", "Result"], None]
 """Called after a command is committed: start a new case's flow run, or wake the case's run."""
 
 
@@ -59,6 +62,10 @@ class Service:
         """The routings a command needs: to register, the file of the request's country alone
         (every file only to name them when that country has none); to migrate, the files in
         force; otherwise each case's pinned version, read from the ledger (no file is parsed)."""
+        if command is None:
+            return self._in_force or self._pinned
+        from models.commands import Migrate, Register
+
         if isinstance(command, Register):
             country = command.request.get("country")
             if isinstance(country, str) and (one := self._country_routings(country)) is not None:
@@ -90,6 +97,8 @@ class Service:
 
     def submit(self, command: Command, caller: Caller) -> Result:
         """Run `command` for `caller`: refused (nothing written) unless their role reaches it."""
+        from models.commands import AttachDocument
+
         if isinstance(command, AttachDocument):
             # A hash alone proves nobody holds the bytes: documents come in through `attach`.
             raise CommandRejected(
@@ -99,6 +108,9 @@ class Service:
         return self._submit(command, caller)
 
     def _submit(self, command: Command, caller: Caller, *, content: bytes | None = None) -> Result:
+        from models import workspace
+        from models.commands import Assign, CaseCommand
+
         routings = self.routings(command)
         with self.ledger.transaction() as session:
             facts = None
@@ -156,6 +168,8 @@ class Service:
         The bytes are stored only once the caller is known to reach the case; the same content
         attached twice to one case is refused (the first attachment stands).
         """
+        from models.commands import AttachDocument
+
         try:
             command = AttachDocument(
                 reference=reference,
@@ -213,6 +227,8 @@ class Service:
 
     def my_work(self, caller: Caller) -> list[InboxItem]:
         """The open hops assigned to the caller, of the authorities they still serve."""
+        from models import workspace
+
         if not caller.local:
             caller.require_scope(Scope.READ)
         with self.ledger.session() as session:
@@ -227,6 +243,8 @@ class Service:
     def board(self, caller: Caller, country: str | None = None) -> list[BoardItem]:
         """The escalations of the caller's countries (or of one): confidential cases only for
         those who may see them one by one."""
+        from models import workspace
+
         if country is not None:
             country = country.upper()
             access.authorise_country_view(caller, country, "the escalation board")

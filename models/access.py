@@ -43,26 +43,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from models.commands import (
-    Acknowledge,
-    Assign,
-    AttachDocument,
-    Command,
-    Deadline,
-    Decide,
-    Migrate,
-    Reassign,
-    Record,
-    Register,
-    Resubmit,
-    ResumeClock,
-    Snooze,
-    StopClock,
-    Withdraw,
-)
 from models.errors import Forbidden
 from models.identity import Caller, Grant, RoleName, Scope
+
+if TYPE_CHECKING:
+    from models.commands import Assign, Command
 
 CLERKS = (RoleName.CLERK, RoleName.HEAD)
 OVERSIGHT = (RoleName.COORDINATOR, RoleName.MINISTRY)
@@ -102,6 +89,24 @@ def _of_country(caller: Caller, country: str, roles: Iterable[RoleName]) -> bool
 
 def authorise_command(caller: Caller, command: Command, facts: CaseFacts | None) -> None:
     """Refuse, with `Forbidden`, a command the caller's roles do not reach."""
+    # Imported here: reading a case (its status, its page) never loads the commands.
+    from models.commands import (
+        Acknowledge,
+        Assign,
+        AttachDocument,
+        Deadline,
+        Decide,
+        Migrate,
+        Reassign,
+        Record,
+        Register,
+        Resubmit,
+        ResumeClock,
+        Snooze,
+        StopClock,
+        Withdraw,
+    )
+
     if caller.local:
         return
     caller.require_scope(Scope.WRITE)

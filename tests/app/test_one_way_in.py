@@ -251,4 +251,8 @@ def test_a_decision_through_the_api_tells_the_next_holder_at_once_without_prefec
     deadline = time.monotonic() + 10
     while len(told()) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert told() == [f"New: {ref} hop 1 is now with you", f"New: {ref} hop 2 is now with you"]
+    # Each is sent from its own command's background task: to two holders, in either order.
+    assert sorted(told()) == [
+        f"New: {ref} hop 1 is now with you",
+        f"New: {ref} hop 2 is now with you",
+    ]
