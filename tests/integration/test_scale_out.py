@@ -101,6 +101,9 @@ def test_two_process_workers_share_the_cases_and_each_case_completes(
         PREFECT_HOME=str(tmp_path / "client"),
         PREFECT_WORKER_QUERY_SECONDS="1",  # pace only: a worker asks for work every second
         PREFECT_WORKER_PREFETCH_SECONDS="1",
+        # The one master key of every machine (the README keeps it in a Secret block): without
+        # it each process would make a key file in its own var/, this checkout's included.
+        ROGATORY_MASTER_KEY=os.environ["ROGATORY_MASTER_KEY"],
     )
     _run(["bash", "-c", _here(deploying, swaps)], bare)
     # A clerk's commands on the deploying machine, with its exports (they word the hop notices).
