@@ -311,6 +311,9 @@ class _Suspensions:
     notes: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     running: bool = False
+    limit: tuple[date, str] | None = None
+    """The latest date the suspensions may carry the period to, and the law that says so
+    (§ 3292(c): the expiry plus 6 months or 3 years, counted in months, not days)."""
 
 
 @dataclass
@@ -554,6 +557,10 @@ class _Law:
             text += f", + {counted} days suspended{since} = {result} ({'; '.join(notes)})"
         elif notes:
             text += f", nothing suspended{since} ({'; '.join(notes)})"
+        if found.limit is not None and result > found.limit[0]:
+            limit, rule = found.limit
+            result = limit
+            text += f", capped at {self.base} + its cap = {limit} ({rule})"
         if self.cap_factor is not None:
             # § 78c(3) and art. 161 bound interruptions only: the time a suspension stopped the
             # clock is added to the cap (§ 78c(3) S. 3 "§ 78b bleibt unberührt"; in Italy the
@@ -658,6 +665,10 @@ class _Law:
                 f"§ 3292 total {total} days capped at {cap_months} months = {cap} days {why}"
             )
         found.windows += _truncate(merged, cap)
+        # The cap bounds the date itself: the ordinary expiry plus the months the law allows.
+        # Days alone drift by one across a leap day when the suspension begins before `base`.
+        rule = "§ 3292(c)(2)" if early else "§ 3292(c)(1)"
+        found.limit = (_add_months(self.base, cap_months), rule)
         for cycle in suspended:
             if cycle.final is not None:
                 continue

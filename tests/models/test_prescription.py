@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import date
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from models.config import Prescription, PrescriptionPeriod, PrescriptionRule
@@ -630,6 +630,20 @@ def test_suspensions_never_bring_the_date_before_base(history, offence, as_of, y
         assert result.date >= result.base
 
 
+# Found by the property below: a suspension from the offence day itself, across the 2020 leap
+# day, was capped as "36 months = 1096 days" counted from the expiry and carried the date a day
+# past expiry + 3 years. The cap bounds the date in months.
+@example(
+    history=[
+        PrescriptionEvent(EventKind.REQUEST_SENT_ABROAD, date(2012, 1, 1)),
+        PrescriptionEvent(EventKind.REQUEST_SENT_ABROAD, date(2012, 1, 1)),
+        PrescriptionEvent(EventKind.REQUEST_SENT_ABROAD, date(2016, 3, 1)),
+        PrescriptionEvent(EventKind.SUSPENSION_ORDERED, date(2016, 3, 1)),
+    ],
+    offence=date(2016, 3, 1),
+    as_of=date(2020, 1, 1),
+    years=3.0,
+)
 @settings(max_examples=300)
 @given(history=events, offence=days, as_of=days, years=years)
 def test_caps_are_never_passed(history, offence, as_of, years):
