@@ -165,10 +165,21 @@ class CaseKeys:
     keys: dict[str, AESGCM | None] = field(default_factory=dict)
     """Reference -> cipher; None for an erased case."""
     new: list[dict[str, Any]] = field(default_factory=list)
+    _fresh: set[str] = field(default_factory=set)
+    _nonce_key: hmac.HMAC | None = None
+
+    def fresh(self, reference: str) -> None:
+        """`reference` is a case this transaction registers: it has no key yet, so the first
+        sealing makes one without asking the ledger (a look-up per new case cost the bulk
+        paths, the simulator and imports, a fifth of their time)."""
+        self._fresh.add(reference)
 
     def _cipher(self, reference: str, *, create_at: datetime | None) -> AESGCM | None:
         if reference in self.keys:
             return self.keys[reference]
+        if reference in self._fresh and create_at is not None:
+            self._fresh.discard(reference)
+            return self._create(reference, create_at)
         row = self.session.execute(
             select(CaseKey.wrapped, CaseKey.erased_at).where(CaseKey.reference == reference)
         ).first()
@@ -178,14 +189,20 @@ class CaseKeys:
         elif create_at is None:
             return None
         else:
-            key = (
-                self._derived(b"case key", reference.encode())
-                if self.synthetic
-                else AESGCM.generate_key(bit_length=256)
-            )
-            wrapped = base64.b64encode(aes_key_wrap(master_key(), key)).decode()
-            self.new.append({"reference": reference, "wrapped": wrapped, "created_at": create_at})
-            cipher = AESGCM(key)
+            return self._create(reference, create_at)
+        self.keys[reference] = cipher
+        return cipher
+
+    def _create(self, reference: str, at: datetime) -> AESGCM:
+        """A new case key, kept wrapped with the transaction's writes."""
+        key = (
+            self._derived(b"case key", reference.encode())
+            if self.synthetic
+            else AESGCM.generate_key(bit_length=256)
+        )
+        wrapped = base64.b64encode(aes_key_wrap(master_key(), key)).decode()
+        self.new.append({"reference": reference, "wrapped": wrapped, "created_at": at})
+        cipher = AESGCM(key)
         self.keys[reference] = cipher
         return cipher
 
@@ -193,9 +210,13 @@ class CaseKeys:
     def synthetic(self) -> bool:
         return bool(self.session.info.get(SYNTHETIC_KEY, False))
 
-    @staticmethod
-    def _derived(label: bytes, data: bytes) -> bytes:
-        return hmac.new(master_key(), label + b"\x00" + data, hashlib.sha256).digest()
+    def _derived(self, label: bytes, data: bytes) -> bytes:
+        # Keyed once per transaction: the simulator derives a nonce for every sealed value.
+        if self._nonce_key is None:
+            self._nonce_key = hmac.new(master_key(), digestmod=hashlib.sha256)
+        mac: hmac.HMAC = self._nonce_key.copy()
+        mac.update(label + b"\x00" + data)
+        return mac.digest()
 
     @staticmethod
     def _unwrap(wrapped: str, reference: str) -> bytes:

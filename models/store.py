@@ -360,6 +360,7 @@ class CaseStore:
         case.prescription_events = []
         self.cases[case.reference] = case
         self.new_cases[case.id] = (row, case)
+        self.keys.fresh(case.reference)
         return case
 
     def _next_case_id(self) -> int:
