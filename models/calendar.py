@@ -317,10 +317,13 @@ class Calendar:
         return date.fromordinal(years.base + i)
 
     def is_business_day(self, day: date) -> bool:
+        years, i = self._years, day.toordinal()
+        if years is not None and 0 <= i - years.base < len(years.is_open):
+            return years.is_open[i - years.base]  # the hot path: the year is built already
         if not self.first <= day <= self.last:
             raise CalendarError(f"{day} is outside this calendar's range")
         years = self._covering(day.year - 1, day.year + 1)
-        return years.is_open[day.toordinal() - years.base]
+        return years.is_open[i - years.base]
 
     def add(self, start: datetime, duration: str | Duration) -> datetime:
         """The instant `duration` after `start` (see the module docstring for the semantics)."""
