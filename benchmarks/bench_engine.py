@@ -187,6 +187,9 @@ def sweep_ledger(routing: Routing, *, open_hops: int, due_hops: int) -> Path:
     return path
 
 
+REQUEST_COLUMNS = [c.name for c in Request.__table__.columns]
+
+
 def build_sweep_ledger(path: Path, routing: Routing, *, open_hops: int, due_hops: int) -> None:
     """Write the ledger with bulk SQL: what the engine would leave, without the events.
 
@@ -246,33 +249,33 @@ def build_sweep_ledger(path: Path, routing: Routing, *, open_hops: int, due_hops
             case_id += 1
             counters[year] = counters.get(year, 0) + 1
             requests.append(
-                (
-                    case_id,
-                    f"{COUNTRY}-{year}-{counters[year]:06d}",
-                    COUNTRY,
-                    ROUTE,
-                    routing.version,
-                    "outgoing",
-                    "mla",
-                    "uncac",
-                    "bribery",
-                    "ES",
-                    0,
-                    0,
-                    "2024-05-10",
-                    None,
-                    intake,
-                    "open",
-                    None,
-                    opened_text,
-                    None,
-                    "2034-05-10",
-                    0,
-                    1,
-                    1,
-                    None,
-                    0,
-                    GENESIS,
+                tuple(
+                    {
+                        "id": case_id,
+                        "reference": f"{COUNTRY}-{year}-{counters[year]:06d}",
+                        "country": COUNTRY,
+                        "route_id": ROUTE,
+                        "routing_version": routing.version,
+                        "direction": "outgoing",
+                        "kind": "mla",
+                        "legal_basis": "uncac",
+                        "offence_category": "money_laundering",
+                        "counterpart": "ES",
+                        "urgent": 0,
+                        "coercive": 0,
+                        "confidential": 0,
+                        "offence_date": "2024-05-10",
+                        "intake": intake,
+                        "status": "open",
+                        "registered_at": opened_text,
+                        "prescription_date": "2039-05-10",
+                        "prescription_running": 0,
+                        "current_hop": 1,
+                        "hop_count": 1,
+                        "last_seq": 0,
+                        "head_hash": GENESIS,
+                    }.get(name)
+                    for name in REQUEST_COLUMNS
                 )
             )
             steps.append(
@@ -300,6 +303,9 @@ def build_sweep_ledger(path: Path, routing: Routing, *, open_hops: int, due_hops
             )
     request_columns = [c.name for c in Request.__table__.columns]
     step_columns = [c.name for c in Step.__table__.columns]
+    # Columns added by later migrations come last and start empty (no assignment, no
+    # acknowledgement): pad the rows rather than list every one above.
+    steps = [s + (None,) * (len(step_columns) - len(s)) for s in steps]
     assert len(request_columns) == len(requests[0]) and len(step_columns) == len(steps[0])
     with connection:
         connection.executemany(_insert("requests", request_columns), requests)
