@@ -259,7 +259,7 @@ def diff_lines(diff: Any) -> Any:
 
 
 def routing_publish(args: argparse.Namespace) -> int:
-    from models import publishing
+    from models import publishing, rerouting
     from models.clock import clock_from_env
     from models.ledger import Ledger
     from models.loader import config_root
@@ -287,7 +287,7 @@ def routing_publish(args: argparse.Namespace) -> int:
             reviewed=reviewed,
             based_on=before.version if before else None,
         )
-        waiting = _open_on_other_versions(ledger, country, done.version)
+        waiting = rerouting.open_on_other_versions(ledger, country, done.version)
     text = (
         f"published {country} version {done.version} (replacing {done.previous_version or 'none'})"
         f" by {done.published_by}: new cases take it; open cases keep their version"
@@ -299,24 +299,6 @@ def routing_publish(args: argparse.Namespace) -> int:
         )
     emit(args, {**done.__dict__, "open_on_older_versions": waiting}, text)
     return 0
-
-
-def _open_on_other_versions(ledger: Any, country: str, version: str) -> int:
-    from sqlalchemy import func, select
-
-    from models.ledger import Request
-
-    with ledger.session() as session:
-        found = session.scalar(
-            select(func.count())
-            .select_from(Request)
-            .where(
-                Request.country == country,
-                Request.status != "closed",
-                Request.routing_version != version,
-            )
-        )
-    return int(found or 0)
 
 
 def routing_migrate(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import engine
@@ -299,3 +299,18 @@ def describe(result: Plan, *, dry_run: bool) -> Iterator[str]:
         f"{result.country}: {count} open case(s) {verb} to {result.to_version}; "
         f"{len(result.blocked)} cannot move; {result.current} already on it"
     )
+
+
+def open_on_other_versions(ledger: Ledger, country: str, version: str) -> int:
+    """How many open cases of `country` still run on a version other than `version`."""
+    with ledger.session() as session:
+        found = session.scalar(
+            select(func.count())
+            .select_from(Request)
+            .where(
+                Request.country == country,
+                Request.status != "closed",
+                Request.routing_version != version,
+            )
+        )
+    return int(found or 0)

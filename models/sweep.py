@@ -161,15 +161,7 @@ def sweep_rungs(
         try:
             due, following, rungs = _due_rungs(row, routings, session, holders, stamp, now)
         except Exception as exc:  # one bad case must not stop the sweep for the others
-            failures.append(
-                Failure.of(
-                    exc,
-                    reference=row.reference,
-                    request_id=row.request_id,
-                    country=row.country,
-                    stage="sweep",
-                )
-            )
+            failures.append(_failure(exc, row, request_id=row.request_id))
             continue
         worked.add(row.reference)
         if due:
@@ -260,15 +252,7 @@ def sweep_deadlines(
         try:
             due, items = _due_deadlines(row, routings, session, stamp, now)
         except Exception as exc:  # one bad case must not stop the sweep for the others
-            failures.append(
-                Failure.of(
-                    exc,
-                    reference=row.reference,
-                    request_id=row.id,
-                    country=row.country,
-                    stage="sweep",
-                )
-            )
+            failures.append(_failure(exc, row, request_id=row.id))
             continue
         worked.add(row.reference)
         for owed in due:
@@ -352,6 +336,13 @@ def _due_deadlines(
         if found:
             owed.append([n for _, _, n in sorted(found, key=lambda f: (f[0], f[1]))])
     return owed, items
+
+
+def _failure(exc: Exception, row: Any, *, request_id: int) -> Failure:
+    """A case the sweep could not work: recorded as a problem, the others go through."""
+    return Failure.of(
+        exc, reference=row.reference, request_id=request_id, country=row.country, stage="sweep"
+    )
 
 
 def _due_rungs(
