@@ -402,17 +402,21 @@ class _Paths:
         key = (version, holder, sla)
         days = self.sla_days.get(key)
         if days is None:
-            duration = Duration.parse(sla)
-            if duration.unit == "d":
-                days = duration.amount
-            elif duration.unit == "h":
-                days = math.ceil(duration.amount / 24)
-            else:
-                calendar = routing.calendar(holder)
-                due = calendar.add(self.now, duration)
-                days = (calendar.local_date(due) - calendar.local_date(self.now)).days
-            self.sla_days[key] = days
+            days = self.sla_days[key] = sla_calendar_days(routing, holder, sla, now=self.now)
         return days
+
+
+def sla_calendar_days(routing: Routing, holder: str, sla: str, *, now: datetime) -> int:
+    """An SLA as calendar days from `now`: `d` as is, `h` rounded up to whole days, `bd` on
+    the holder's calendar (the forecasts draw dwell in calendar days)."""
+    duration = Duration.parse(sla)
+    if duration.unit == "d":
+        return duration.amount
+    if duration.unit == "h":
+        return math.ceil(duration.amount / 24)
+    calendar = routing.calendar(holder)
+    due = calendar.add(now, duration)
+    return (calendar.local_date(due) - calendar.local_date(now)).days
 
 
 @dataclass(frozen=True)

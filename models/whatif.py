@@ -27,7 +27,6 @@ that dwell.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,7 +40,14 @@ from models.calendar import Duration
 from models.config import Route
 from models.loader import Routing
 from models.metrics import NO_DAY, NO_TS, AuditData
-from models.risk import MIN_HISTORY, NOT_HISTORY_DAYS, DwellHistory, HopAhead, sla_draws
+from models.risk import (
+    MIN_HISTORY,
+    NOT_HISTORY_DAYS,
+    DwellHistory,
+    HopAhead,
+    sla_calendar_days,
+    sla_draws,
+)
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -240,16 +246,7 @@ class _Durations:
         key = (routing.version, holder, sla)
         days = self._days.get(key)
         if days is None:
-            duration = Duration.parse(sla)
-            if duration.unit == "d":
-                days = duration.amount
-            elif duration.unit == "h":
-                days = math.ceil(duration.amount / 24)
-            else:
-                calendar = routing.calendar(holder)
-                due = calendar.add(self.now, duration)
-                days = (calendar.local_date(due) - calendar.local_date(self.now)).days
-            self._days[key] = days
+            days = self._days[key] = sla_calendar_days(routing, holder, sla, now=self.now)
         return days
 
     def authority_draws(self, holder: str, sla_days: int, u: F64) -> I64:
