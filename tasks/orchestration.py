@@ -9,6 +9,7 @@ loses no case), and wakes any run that sleeps on a hop the ledger has already mo
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -88,8 +89,16 @@ def case_run_tags(*, session: Session, reference: str) -> list[str]:
     return tags
 
 
-def wake_case_flow(run_id: str, view: CaseView, *, tags: list[str] | None = None) -> bool:
+def wake_case_flow(
+    run_id: str, view: CaseView, *, tags: list[str] | None = None, settle_s: float = 20.0
+) -> bool:
     """Resume the case's run if it is suspended on an older state of the ledger.
+
+    A run found running may have read the ledger just before this command committed and be
+    about to suspend on that older state (announce, then suspend): nobody would wake it but
+    the watcher's next reconciliation. So a running run is watched, for up to `settle_s`
+    seconds, until it suspends, and its key is then compared like any other. A run still
+    running after that lost its process; reconciliation replaces it.
 
     With `tags` (`case_run_tags`), the run's tags are set to them first when they differ, so
     the UI's `holder:` filter follows the case from desk to desk.
@@ -101,6 +110,10 @@ def wake_case_flow(run_id: str, view: CaseView, *, tags: list[str] | None = None
             return False
         if tags is not None and sorted(run.tags) != sorted(tags):
             client.update_flow_run(run.id, tags=tags)
+        settled_by = time.monotonic() + settle_s
+        while run.state is not None and run.state.is_running() and time.monotonic() < settled_by:
+            time.sleep(0.2)
+            run = client.read_flow_run(run.id)
     if run.state is None or not run.state.is_paused():
         return False
     pause_key = run.state.state_details.pause_key

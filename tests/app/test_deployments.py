@@ -8,6 +8,8 @@ deployment registered there and read back.
 from __future__ import annotations
 
 import re
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
@@ -15,6 +17,7 @@ from uuid import UUID
 import pytest
 import yaml
 from prefect.client.orchestration import get_client
+from prefect.states import Running, Suspended
 from sqlalchemy import select
 
 from app.ops import served_deployments
@@ -26,6 +29,7 @@ from models.clock import FixedClock
 from models.engine import Routings
 from models.ledger import Ledger, Request
 from models.queries import read_case_view
+from tasks.cases import input_key
 from tasks.orchestration import case_run_tags, start_case_flow, wake_case_flow
 from tests.conftest import REPO
 from tests.samples import intake
@@ -141,6 +145,49 @@ def test_a_case_run_carries_its_country_kind_route_and_holder_and_follows_the_ho
         run = client.read_flow_run(UUID(run_id))
     holders = [t for t in run.tags if t.startswith("holder:")]
     assert holders == [t for t in tags if t.startswith("holder:")] != ["holder:fgr"]
+
+
+def test_a_decision_made_while_the_run_is_still_announcing_wakes_it_once_it_suspends(
+    prefect_harness: None, site: Ledger, routings: Routings
+) -> None:
+    """The run read the ledger, announced hop 1, and suspends on hop 1 just after the decision
+    on hop 1 committed: the wake-up waits for the suspension instead of giving up on a run it
+    found running (which would then sleep on a stale hop until the watcher's reconciliation)."""
+    route_request.to_deployment(name="route-request").apply()
+    clock = FixedClock(datetime.now(UTC))
+    with site.transaction() as session:
+        reference = engine.register(
+            session=session, clock=clock, routings=routings, data=intake()
+        ).reference
+    run_id = start_case_flow(site, reference)
+    stale = input_key(reference, read_case_view(site, reference))
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(run_id), Running(), force=True)
+    with site.transaction() as session:
+        engine.decide(
+            session=session,
+            clock=clock,
+            routings=routings,
+            reference=reference,
+            outcome="forwarded",
+            hop=1,
+        )
+
+    def suspend_late() -> None:
+        time.sleep(1.5)
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(
+                UUID(run_id), Suspended(timeout_seconds=3600, pause_key=stale), force=True
+            )
+
+    suspending = threading.Thread(target=suspend_late)
+    suspending.start()
+    woken = wake_case_flow(run_id, read_case_view(site, reference), settle_s=30)
+    suspending.join()
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(run_id)).state
+    assert woken
+    assert state is not None and not state.is_paused()
 
 
 def test_prefect_deploy_declares_the_watched_watcher_as_a_valid_trigger() -> None:
