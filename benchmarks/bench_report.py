@@ -380,7 +380,7 @@ def sealed_ledger_file(cases: int = CASES) -> Path:
 
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    path = FOLDER / f"report-{cases}-v1-sealed.db"
+    path = FOLDER / f"report-{cases}-v2-sealed.db"
     if path.exists():
         return path
     partial = path.with_suffix(".partial.db")
@@ -392,19 +392,21 @@ def sealed_ledger_file(cases: int = CASES) -> Path:
         body = cipher.encrypt(nonce, json.dumps(value).encode(), b"benchmark")
         return "enc:v1:" + base64.b64encode(nonce + body).decode()
 
-    intake = json.dumps({k: sealed(v) for k, v in SEALED_INTAKE.items()})
+    personal = sealed(SEALED_INTAKE)  # the intake's free text, sealed as one value
     connection = sqlite3.connect(partial)
     with connection:
         connection.execute(
-            "UPDATE events SET payload = json_set(payload, '$.intake', json(?)) "
+            "UPDATE events SET payload = json_set(payload, '$.intake.personal', ?) "
             "WHERE kind = 'registered'",
-            (intake,),
+            (personal,),
         )
         connection.execute(
             "UPDATE events SET payload = json_set(payload, '$.note', ?) WHERE kind = 'decided'",
             (sealed(SEALED_NOTE),),
         )
-        connection.execute("UPDATE requests SET intake = ?", (intake,))
+        connection.execute(
+            "UPDATE requests SET intake = json_set(intake, '$.personal', ?)", (personal,)
+        )
     connection.execute("VACUUM")
     connection.close()
     partial.rename(path)

@@ -627,6 +627,15 @@ def _holiday_names(country: str, subdiv: str | None, first: int, last: int) -> d
     return names
 
 
+@lru_cache(maxsize=1)
+def _holidays_version() -> str | None:
+    """The installed `holidays` package's version (a look-up in its metadata: 4 ms each)."""
+    try:
+        return importlib.metadata.version("holidays")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 class _HolidayCache:
     """A holiday table kept on disk between processes, under $ROGATORY_VAR/cache/holidays.
 
@@ -640,9 +649,8 @@ class _HolidayCache:
 
     def __init__(self, country: str, subdiv: str | None, first: int, last: int) -> None:
         self.path: Path | None = None
-        try:
-            version = importlib.metadata.version("holidays")
-        except importlib.metadata.PackageNotFoundError:
+        version = _holidays_version()
+        if version is None:
             return
         folder = Path(os.environ.get("ROGATORY_VAR", "var")) / "cache" / "holidays"
         name = f"{country}-{subdiv or '_'}-{first}-{last}-{version}-{self.SCHEMA}.json"

@@ -673,12 +673,13 @@ def _load(
         where = [*where, Request.routing_version.not_in(list(unreadable))]
     in_scope = _in_scope(where)
     # The child reads the cases and the scans that return few rows; this process reads the hops
-    # and builds the business calendars meanwhile: about the same work on each of two cores.
+    # and their details and builds the business calendars meanwhile: about the same work on
+    # each of two cores (measured on 200,000 cases: 1.8 s each; the details in the child left
+    # this process waiting 0.5 s).
     cases_stmt, flags = _cases_select(dialect, where)
     child = reader.elsewhere(
         [
             cases_stmt,
-            _details_select(dialect, where),
             _late_select(dialect, in_scope, late_after_s),
             prescription_select(dialect, filters),
         ]
@@ -687,7 +688,8 @@ def _load(
         for authority in [None, *routing.config.authorities]:
             routing.calendar(authority)
     steps = reader.read(_steps_select(dialect, where))
-    case_rows, details, late, prescriptions = child()
+    details = reader.read(_details_select(dialect, where))
+    case_rows, late, prescriptions = child()
     cases = _cases_from(case_rows, flags, pinned)
     hops = _hops_from(steps, details, conn, cases, pinned)
     data = AuditData(

@@ -543,7 +543,7 @@ class CaseStore:
         if self.changed_hops:
             bulk.run(connection, "update_steps", map(_HOP_UPDATE, self.changed_hops.values()))
         if self.keys.new:
-            connection.execute(insert(CaseKey), self.keys.new)
+            bulk.run(connection, "insert_case_keys", map(_CASE_KEY_ROW, self.keys.new))
             self.keys.new.clear()
         if self.events:
             bulk.run(connection, "insert_events", map(_EVENT_ROW, self.events))
@@ -603,6 +603,7 @@ class _Bulk:
         self._insert("insert_cases", Request.__table__, _REQUEST_COLUMNS)
         self._insert("insert_steps", Step.__table__, _HOP_FIELDS)
         self._insert("insert_events", Event.__table__, _EVENT_FIELDS)
+        self._insert("insert_case_keys", CaseKey.__table__, _CASE_KEY_FIELDS)
         self._update("update_steps", Step.__table__, _HOP_CHANGING, ["request_id", "hop"])
         self._update("update_cases", Request.__table__, _CASE_CHANGING, ["id", "last_seq"])
 
@@ -693,6 +694,8 @@ _EVENT_FIELDS = [
     "prev_hash",
     "hash",
 ]
+_CASE_KEY_FIELDS = ["reference", "wrapped", "created_at"]
+_CASE_KEY_ROW = itemgetter(*_CASE_KEY_FIELDS)
 _REQUEST_COLUMNS = [c.name for c in Request.__table__.c]
 _NEW_CASE_ROW = itemgetter(*_REQUEST_COLUMNS)
 _HOP_ROW = attrgetter(*_HOP_FIELDS)
