@@ -303,3 +303,30 @@ def test_a_wrong_or_malformed_master_key_is_refused_by_name(ledger, routings, mo
     monkeypatch.setenv("ROGATORY_MASTER_KEY", "b3RoZXItbWFzdGVyLWtleS1vZi0zMi1ieXRlcy0uLi4=")
     with ledger.session() as session, pytest.raises(KeyUnavailable, match=ref):
         queries.case_events(session, ref)
+
+
+def test_an_intake_sealed_as_one_value_or_field_by_field_opens_the_same(ledger):
+    """Intakes are sealed as one value under `personal` since December 2026; one sealed field
+    by field before that still opens, and each form reads "[erased]" without its key."""
+    from models.privacy import INTAKE_PERSONAL, PERSONAL_KEY, CaseKeys
+
+    submitted = intake(persons=[PLANTED], facts_summary=f"{NAME} paid the official")
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    with ledger.session() as session:
+        keys = CaseKeys(session)
+        keys.fresh("SV-2026-000001")
+        now = keys.seal("SV-2026-000001", "registered", {"intake": submitted}, at=at)["intake"]
+        before = {
+            k: keys._seal_value("SV-2026-000001", f"intake.{k}", v, at=at)
+            if k in ("persons", "facts_summary")
+            else v
+            for k, v in submitted.items()
+        }
+        assert NAME not in json.dumps(now) and NAME not in json.dumps(before)
+        assert set(now) == set(submitted) - set(INTAKE_PERSONAL) | {PERSONAL_KEY}
+        assert now["country"] == submitted["country"]  # routing fields stay in clear
+        for stored in (now, before):
+            assert keys.reveal_intake("SV-2026-000001", stored) == submitted
+        keys.keys["SV-2026-000001"] = None  # as after erasure: the key is gone
+        assert keys.reveal_intake("SV-2026-000001", now)[PERSONAL_KEY] == "[erased]"
+        assert keys.reveal_intake("SV-2026-000001", before)["persons"] == "[erased]"
