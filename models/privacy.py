@@ -34,7 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.errors import CommandRejected, KeyUnavailable
-from models.ledger import CaseKey
+from models.ledger import CaseKey, dumps
 from models.var import private_folder
 
 MASTER_KEY_VARIABLE = "ROGATORY_MASTER_KEY"
@@ -275,7 +275,7 @@ class CaseKeys:
                 f"{reference} has been erased: no personal text can be added to it",
                 reference=reference,
             )
-        text, aad = json.dumps(value).encode(), _aad(reference, name)
+        text, aad = dumps(value).encode(), _aad(reference, name)
         nonce = (
             self._derived(b"nonce", aad + b"\x00" + text, 12) if self.synthetic else os.urandom(12)
         )

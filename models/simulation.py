@@ -18,7 +18,8 @@ import math
 import random
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
@@ -27,7 +28,7 @@ from statistics import median
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import Connection, event, func, select
 from sqlalchemy.orm import Session
 
 from models import engine
@@ -90,6 +91,10 @@ EU_MEMBERS = frozenset(
 """States between which EU instruments (EIO, EAW, Regulation 2018/1805) replace MLA."""
 
 _SIMULATOR = "simulator"
+_PAGE_CACHE_KIB = 256 * 1024
+"""SQLite's page cache for the simulation's connection, while it runs: a ledger written in one
+long run keeps its tables' and indexes' pages in memory (the default 2 MiB re-read them: 6% of
+a run of 10,000 requests). SQLite takes the memory only as pages are read."""
 _REPORT_EVERY = 1000
 """Commands between two calls of the progress callback."""
 _MAX_HOPS = 40
@@ -648,7 +653,7 @@ class _Simulator:
         clock = self.clock
         summary = self.summary
         committed = reported = 0
-        with ledger.write_session() as session:
+        with ledger.write_session() as session, _page_cache(session):
             # Past hops: nobody is to be told they opened years ago.
             session.info[QUIET_KEY] = True
             # Synthetic intakes: sealed reproducibly, so one seed writes one ledger.
@@ -1266,3 +1271,23 @@ def describe(summary: SimulationSummary) -> Iterable[str]:
         f"{summary.prohibited_refusals:,} refusals on prohibited grounds, "
         f"{summary.prescription_records:,} prescription events"
     )
+
+
+@contextmanager
+def _page_cache(session: Session) -> Iterator[None]:
+    """A large SQLite page cache on the connection of each of the session's transactions while
+    the simulation writes; the last one goes back to its pool with SQLite's default."""
+    if session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+
+    def enlarge(_session: Session, _transaction: Any, connection: Connection) -> None:
+        connection.exec_driver_sql(f"PRAGMA cache_size=-{_PAGE_CACHE_KIB}")
+
+    event.listen(session, "after_begin", enlarge)
+    try:
+        yield
+    finally:
+        event.remove(session, "after_begin", enlarge)
+        if session.in_transaction():
+            session.connection().exec_driver_sql("PRAGMA cache_size=-2000")

@@ -40,6 +40,7 @@ from models.ledger import (
     TamperedCase,
     UTCDateTime,
     canonical,
+    dumps,
     event_hash,
     insert_if_absent,
 )
@@ -623,7 +624,7 @@ class _Bulk:
             return lambda v: None if v is None else v.astimezone(UTC).replace(tzinfo=None)
         if isinstance(kind, JSON):
             if sqlite:
-                return lambda v: None if v is None else json.dumps(v)
+                return lambda v: None if v is None else dumps(v)
             from psycopg.types.json import Json
 
             return lambda v: None if v is None else Json(v)
