@@ -77,6 +77,7 @@ def test_workers_get_the_environment_they_need_from_the_deploying_one() -> None:
         "ROGATORY_CONFIG_DIR",
         "ROGATORY_APPRISE_SECRET",
         "ROGATORY_BASE_URL",
+        "ROGATORY_MASTER_KEY_SECRET",
     ):
         assert env[name] == "{{ $" + name + " }}"
     readme = (REPO / "README.md").read_text()
