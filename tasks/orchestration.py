@@ -96,9 +96,10 @@ def wake_case_flow(
 
     A run found running may have read the ledger just before this command committed and be
     about to suspend on that older state (announce, then suspend): nobody would wake it but
-    the watcher's next reconciliation. So a running run is watched, for up to `settle_s`
-    seconds, until it suspends, and its key is then compared like any other. A run still
-    running after that lost its process; reconciliation replaces it.
+    the watcher's next reconciliation. So a run that started running less than `settle_s`
+    seconds ago is watched until it suspends, and its key is then compared like any other. A
+    run running longer than that lost its process (a case run works for seconds between
+    suspensions): the command does not wait on it, and reconciliation replaces it.
 
     With `tags` (`case_run_tags`), the run's tags are set to them first when they differ, so
     the UI's `holder:` filter follows the case from desk to desk.
@@ -110,7 +111,12 @@ def wake_case_flow(
             return False
         if tags is not None and sorted(run.tags) != sorted(tags):
             client.update_flow_run(run.id, tags=tags)
-        settled_by = time.monotonic() + settle_s
+        running_for = (
+            (datetime.now(UTC) - run.state.timestamp).total_seconds()
+            if run.state is not None and run.state.is_running()
+            else 0.0
+        )
+        settled_by = time.monotonic() + settle_s - running_for
         while run.state is not None and run.state.is_running() and time.monotonic() < settled_by:
             time.sleep(0.2)
             run = client.read_flow_run(run.id)

@@ -191,6 +191,27 @@ def test_a_decision_made_while_the_run_is_still_announcing_wakes_it_once_it_susp
     assert state is not None and not state.is_paused()
 
 
+def test_a_run_running_longer_than_a_case_run_works_is_not_waited_on(
+    prefect_harness: None, site: Ledger, routings: Routings
+) -> None:
+    """A run "running" for minutes lost its process: the clerk's command does not wait for it
+    to suspend (reconciliation replaces it)."""
+    route_request.to_deployment(name="route-request").apply()
+    clock = FixedClock(datetime.now(UTC))
+    with site.transaction() as session:
+        reference = engine.register(
+            session=session, clock=clock, routings=routings, data=intake()
+        ).reference
+    run_id = start_case_flow(site, reference)
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(run_id), Running(), force=True)
+    time.sleep(5.5)  # running for longer than the 5 s a case run may take to suspend
+    began = time.monotonic()
+    woken = wake_case_flow(run_id, read_case_view(site, reference), settle_s=5)
+    assert not woken
+    assert time.monotonic() - began < 4  # it did not sit out the 5 s
+
+
 def test_prefect_deploy_declares_the_watched_watcher_as_a_valid_trigger() -> None:
     from prefect.events.schemas.deployment_triggers import DeploymentTriggerTypes
     from pydantic import TypeAdapter
