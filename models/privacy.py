@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from models.errors import CommandRejected, KeyUnavailable
 from models.ledger import CaseKey, dumps
+from models.secrets import secret_text
 from models.var import private_folder
 
 MASTER_KEY_VARIABLE = "ROGATORY_MASTER_KEY"
@@ -96,17 +97,15 @@ def _unb64(text: str, *, where: str) -> bytes:
 
 
 def _secret_key(name: str) -> bytes:
-    from prefect.blocks.system import Secret
-
-    try:
-        value = Secret.load(name).get()  # type: ignore[union-attr]
-    except Exception as exc:  # not found, or no Prefect server: say which and how to fix it
-        raise KeyUnavailable(
-            f"cannot read the master key from the Prefect Secret block {name!r} "
-            f"(${MASTER_SECRET_VARIABLE}): {exc}. Create it with `Secret(value=<base64 of 32 "
-            f"random bytes>).save({name!r})`, or set ${MASTER_KEY_VARIABLE}"
-        ) from exc
-    return _unb64(str(value), where=f"the Prefect Secret block {name!r}")
+    text = secret_text(
+        name,
+        variable=MASTER_SECRET_VARIABLE,
+        holds="the master key (base64 of 32 bytes)",
+        fix=f"Create it with `Secret(value=<base64 of 32 random bytes>).save({name!r})`, or set "
+        f"${MASTER_KEY_VARIABLE}",
+        error=KeyUnavailable,
+    )
+    return _unb64(text, where=f"the Prefect Secret block {name!r}")
 
 
 def _file_key(path: Path) -> bytes:

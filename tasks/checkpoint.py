@@ -22,6 +22,7 @@ from models.checkpoints import (
     signer_from_env,
 )
 from models.ledger import Ledger
+from models.secrets import secret_text
 
 SECRET_VARIABLE = "ROGATORY_CHECKPOINT_KEY_SECRET"
 
@@ -31,20 +32,14 @@ def checkpoint_signer(*, ledger_url: str, create: bool = True) -> Signer | None:
     name = os.environ.get(SECRET_VARIABLE, "").strip()
     if not name:
         return signer_from_env(ledger_url=ledger_url, create=create)
-    from prefect.blocks.system import Secret
-
-    try:
-        value = Secret.load(name).get()  # type: ignore[union-attr]
-    except Exception as exc:  # not found, or no Prefect server: say which and how to fix it
-        raise CheckpointError(
-            f"cannot read the checkpoint key from the Prefect Secret block {name!r} "
-            f"(${SECRET_VARIABLE}): {exc}. Save the PEM text `rogatory audit keygen` wrote in "
-            f"it, or unset ${SECRET_VARIABLE} to use the file $ROGATORY_CHECKPOINT_KEY"
-        ) from exc
-    if not isinstance(value, str):
-        raise CheckpointError(
-            f"the Prefect Secret block {name!r} holds {type(value).__name__}, not a PEM key"
-        )
+    value = secret_text(
+        name,
+        variable=SECRET_VARIABLE,
+        holds="the checkpoint key's PEM text",
+        fix="Save the PEM text `rogatory audit keygen` wrote in it, or unset "
+        f"${SECRET_VARIABLE} to use the file $ROGATORY_CHECKPOINT_KEY",
+        error=CheckpointError,
+    )
     return Signer.from_pem(value, where=f"the Prefect Secret block {name!r}")
 
 

@@ -17,6 +17,7 @@ import apprise
 
 from models.contacts import apprise_config_path
 from models.errors import NotificationError
+from models.secrets import secret_text
 
 SECRET_VARIABLE = "ROGATORY_APPRISE_SECRET"
 ALLOW_IN_REPO_VARIABLE = "ROGATORY_APPRISE_ALLOW_IN_REPO"
@@ -45,23 +46,15 @@ def apprise_source() -> AppriseSource:
 
 def read_secret(name: str) -> str:
     """The apprise config text the Prefect Secret block `name` holds."""
-    from prefect.blocks.system import Secret
-
-    try:
-        value = Secret.load(name).get()  # type: ignore[union-attr]
-    except Exception as exc:  # not found, or no Prefect server: say which and how to fix it
-        raise NotificationError(
-            f"cannot read the apprise config from the Prefect Secret block {name!r} "
-            f"(${SECRET_VARIABLE}): {exc}. Create it with "
-            f"`Secret(value=Path('apprise.conf').read_text()).save({name!r})` against the "
-            f"Prefect server $PREFECT_API_URL names, or unset ${SECRET_VARIABLE} to use a file"
-        ) from exc
-    if not isinstance(value, str):
-        raise NotificationError(
-            f"the Prefect Secret block {name!r} holds {type(value).__name__}, not apprise "
-            "config text: save the text of an apprise TEXT or YAML config in it"
-        )
-    return value
+    return secret_text(
+        name,
+        variable=SECRET_VARIABLE,
+        holds="apprise config text (TEXT or YAML)",
+        fix=f"Create it with `Secret(value=Path('apprise.conf').read_text()).save({name!r})` "
+        f"against the Prefect server $PREFECT_API_URL names, or unset ${SECRET_VARIABLE} to use "
+        "a file",
+        error=NotificationError,
+    )
 
 
 def checkout_of(path: Path) -> Path | None:

@@ -330,3 +330,30 @@ def test_an_intake_sealed_as_one_value_or_field_by_field_opens_the_same(ledger):
         keys.keys["SV-2026-000001"] = None  # as after erasure: the key is gone
         assert keys.reveal_intake("SV-2026-000001", now)[PERSONAL_KEY] == "[erased]"
         assert keys.reveal_intake("SV-2026-000001", before)["persons"] == "[erased]"
+
+
+def test_the_master_key_from_a_prefect_secret_block(prefect_harness, tmp_path, monkeypatch):
+    """Several machines share one key through a Secret block; a missing block or one that does
+    not hold a key is refused by name, and no key file is made instead."""
+    import base64
+    import os
+
+    from prefect.blocks.system import Secret
+
+    from models.errors import KeyUnavailable
+    from models.privacy import master_key
+
+    key = os.urandom(32)
+    Secret(value=base64.b64encode(key).decode()).save("rogatory-master-test", overwrite=True)
+    Secret(value="not a key").save("rogatory-master-bad", overwrite=True)
+    monkeypatch.setenv("ROGATORY_VAR", str(tmp_path / "var"))
+    monkeypatch.delenv("ROGATORY_MASTER_KEY", raising=False)
+    monkeypatch.setenv("ROGATORY_MASTER_KEY_SECRET", "rogatory-master-test")
+    assert master_key() == key
+    monkeypatch.setenv("ROGATORY_MASTER_KEY_SECRET", "rogatory-master-missing")
+    with pytest.raises(KeyUnavailable, match="Secret block 'rogatory-master-missing'"):
+        master_key()
+    monkeypatch.setenv("ROGATORY_MASTER_KEY_SECRET", "rogatory-master-bad")
+    with pytest.raises(KeyUnavailable, match="'rogatory-master-bad' is not a master key"):
+        master_key()
+    assert not (tmp_path / "var" / "master.key").exists()
