@@ -111,25 +111,18 @@ def test_sweep_and_report_runs_have_readable_names(
     assert f"audit report {datetime.now(UTC):%Y-%m-%d}" in names
 
 
-def test_a_case_run_carries_its_country_kind_route_and_holder_and_follows_the_holder(
-    prefect_harness: None, site: Ledger, routings: Routings
-) -> None:
+def _case_with_a_run(site: Ledger, routings: Routings, clock: FixedClock) -> tuple[str, str]:
+    """A case registered now and its flow run created from the route-request deployment (no
+    worker runs it: each test moves its state by hand)."""
     route_request.to_deployment(name="route-request").apply()
-    clock = FixedClock(datetime.now(UTC))
     with site.transaction() as session:
         reference = engine.register(
             session=session, clock=clock, routings=routings, data=intake()
         ).reference
-    run_id = start_case_flow(site, reference)
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(UUID(run_id))
-    with site.session() as session:
-        route = session.scalars(select(Request.route_id)).one()
-    assert run.name == reference
-    assert sorted(run.tags) == sorted(
-        ["case", "country:SV", "kind:mla", f"route:{route}", "holder:fgr"]
-    )
+    return reference, start_case_flow(site, reference)
 
+
+def _forward_hop_1(site: Ledger, routings: Routings, clock: FixedClock, reference: str) -> None:
     with site.transaction() as session:
         engine.decide(
             session=session,
@@ -139,6 +132,23 @@ def test_a_case_run_carries_its_country_kind_route_and_holder_and_follows_the_ho
             outcome="forwarded",
             hop=1,
         )
+
+
+def test_a_case_run_carries_its_country_kind_route_and_holder_and_follows_the_holder(
+    prefect_harness: None, site: Ledger, routings: Routings
+) -> None:
+    clock = FixedClock(datetime.now(UTC))
+    reference, run_id = _case_with_a_run(site, routings, clock)
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(run_id))
+    with site.session() as session:
+        route = session.scalars(select(Request.route_id)).one()
+    assert run.name == reference
+    assert sorted(run.tags) == sorted(
+        ["case", "country:SV", "kind:mla", f"route:{route}", "holder:fgr"]
+    )
+
+    _forward_hop_1(site, routings, clock, reference)
     with site.session() as session:
         tags = case_run_tags(session=session, reference=reference)
     wake_case_flow(run_id, read_case_view(site, reference), tags=tags)
@@ -154,25 +164,12 @@ def test_a_decision_made_while_the_run_is_still_announcing_wakes_it_once_it_susp
     """The run read the ledger, announced hop 1, and suspends on hop 1 just after the decision
     on hop 1 committed: the wake-up waits for the suspension instead of giving up on a run it
     found running (which would then sleep on a stale hop until the watcher's reconciliation)."""
-    route_request.to_deployment(name="route-request").apply()
     clock = FixedClock(datetime.now(UTC))
-    with site.transaction() as session:
-        reference = engine.register(
-            session=session, clock=clock, routings=routings, data=intake()
-        ).reference
-    run_id = start_case_flow(site, reference)
+    reference, run_id = _case_with_a_run(site, routings, clock)
     stale = input_key(reference, read_case_view(site, reference))
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(UUID(run_id), Running(), force=True)
-    with site.transaction() as session:
-        engine.decide(
-            session=session,
-            clock=clock,
-            routings=routings,
-            reference=reference,
-            outcome="forwarded",
-            hop=1,
-        )
+    _forward_hop_1(site, routings, clock, reference)
 
     def suspend_late() -> None:
         time.sleep(1.5)
@@ -194,15 +191,10 @@ def test_a_decision_made_while_the_run_is_still_announcing_wakes_it_once_it_susp
 def test_a_run_running_longer_than_a_case_run_works_is_not_waited_on(
     prefect_harness: None, site: Ledger, routings: Routings
 ) -> None:
-    """A run "running" for minutes lost its process: the clerk's command does not wait for it
-    to suspend (reconciliation replaces it)."""
-    route_request.to_deployment(name="route-request").apply()
+    """A run "running" for longer than a case run takes to suspend lost its process: the
+    clerk's command does not wait for it (reconciliation replaces it)."""
     clock = FixedClock(datetime.now(UTC))
-    with site.transaction() as session:
-        reference = engine.register(
-            session=session, clock=clock, routings=routings, data=intake()
-        ).reference
-    run_id = start_case_flow(site, reference)
+    reference, run_id = _case_with_a_run(site, routings, clock)
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(UUID(run_id), Running(), force=True)
     time.sleep(5.5)  # running for longer than the 5 s a case run may take to suspend
