@@ -44,7 +44,8 @@ TAG = "enc:v1:"
 ERASED = "[erased]"
 SYNTHETIC_KEY = "rogatory.synthetic"
 """Session flag set by the simulator: its made-up cases get keys and nonces derived from the
-master key (HMAC), so the same seed writes the same ledger byte for byte. Never for real data."""
+master key (keyed BLAKE2b), so the same seed writes the same ledger byte for byte. Never for
+real data."""
 
 PERSONAL_KEY = "personal"
 """The key under which a sealed intake keeps its free-text fields, sealed as one value."""
