@@ -23,7 +23,7 @@ from models.errors import NotFound
 from models.ledger import Event, Ledger, Request, Step
 from models.loader import load_country
 from models.queries import verify_chain
-from models.simulation import Calibration, simulate
+from models.simulation import simulate
 from tests.models.test_crash import check_invariants
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,10 +52,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
         seed=20261201,
         countries=["SV"],
         start=datetime(2024, 6, 1, tzinfo=UTC),
-        # The crash test's invariants count one resubmission per return to the requester: a
-        # case withdrawn while it waits on the requester (legitimate, and simulated by default)
-        # would fail them before any move. Its clerks never withdraw; neither do these.
-        calibration=Calibration(withdrawn={"incoming": 0.0, "outgoing": 0.0}),
     )
     draft = without_ministry_of_justice((root / "countries" / "sv.yaml").read_text())
     checked = publishing.check_draft(draft.encode(), country="SV", root=root)

@@ -257,6 +257,30 @@ def test_the_invariant_checks_catch_a_projection_out_of_step(tmp_path, corruptio
         ledger.dispose()
 
 
+def test_a_case_withdrawn_while_with_the_requester_holds_the_invariants(tmp_path):
+    """A return answered by a withdrawal, not a resubmission, is a consistent ledger."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", migrate=True)
+    routings = Routings({"SV": load_country(REPO / "config" / "countries" / "sv.yaml")})
+    clock = FixedClock(datetime(2026, 3, 2, 9, tzinfo=UTC))
+    common: dict[str, Any] = {"clock": clock, "routings": routings}
+    try:
+        with ledger.transaction() as session:
+            reference = engine.register(session=session, data=INTAKE, **common).reference
+            engine.decide(
+                session=session,
+                reference=reference,
+                outcome="returned",
+                cause="incomplete_request",
+                **common,
+            )
+            engine.withdraw(session=session, reference=reference, **common)
+        with ledger.session() as session:
+            assert session.scalar(query(Request.status)) == "closed"
+            check_invariants(session)
+    finally:
+        ledger.dispose()
+
+
 def check_invariants(session: Any) -> None:
     cases = session.scalars(query(Request).order_by(Request.id)).all()
     events: dict[int, list[Event]] = defaultdict(list)
@@ -324,9 +348,17 @@ def check_events_against_hops(
             if still_stopped:
                 assert step.next_rung_at is None, where
 
+    # Every return to the requester is answered by a resubmission, but for one still awaited
+    # and one the requester withdrew while it was with them (a withdrawal of no hop).
     kinds = Counter(e.kind for e in chain)
-    assert kinds["resubmitted"] == sum(1 for s in hops.values() if s.target == "requester") - (
-        case.status == "with_requester"
+    withdrawn_waiting = any(
+        e.kind == "withdrawn" and not json.loads(e.payload)["hop"] for e in chain
+    )
+    assert (
+        kinds["resubmitted"]
+        == sum(1 for s in hops.values() if s.target == "requester")
+        - (case.status == "with_requester")
+        - withdrawn_waiting
     ), where
     if case.status == "closed":
         last_decision = next(e for e in reversed(chain) if e.kind in ("decided", "withdrawn"))
