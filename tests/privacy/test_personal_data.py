@@ -357,3 +357,19 @@ def test_the_master_key_from_a_prefect_secret_block(prefect_harness, tmp_path, m
     with pytest.raises(KeyUnavailable, match="'rogatory-master-bad' is not a master key"):
         master_key()
     assert not (tmp_path / "var" / "master.key").exists()
+
+
+def test_a_process_that_cannot_read_secret_blocks_says_so_and_makes_no_key(tmp_path, monkeypatch):
+    """models/ reads Secret blocks only through the reader tasks/ gives it; without one the
+    master key is refused by name, never replaced by a key file of the process's own."""
+    from models import secrets
+    from models.errors import KeyUnavailable
+    from models.privacy import master_key
+
+    monkeypatch.setattr(secrets, "_reader", None)
+    monkeypatch.setenv("ROGATORY_VAR", str(tmp_path / "var"))
+    monkeypatch.delenv("ROGATORY_MASTER_KEY", raising=False)
+    monkeypatch.setenv("ROGATORY_MASTER_KEY_SECRET", "rogatory-master-unread")
+    with pytest.raises(KeyUnavailable, match="no reader of Secret blocks"):
+        master_key()
+    assert not (tmp_path / "var" / "master.key").exists()
