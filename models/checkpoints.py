@@ -57,7 +57,7 @@ from models.ledger import (
     canonical,
     insert_if_absent,
 )
-from models.notices import ADMIN_TAG, AUDITORS_TAG, Notice, problem_digest, with_link
+from models.notices import AUDITORS_TAG, checkpoint_notice, tampered_notice
 
 KEY_VARIABLE = "ROGATORY_CHECKPOINT_KEY"
 """The Ed25519 signing key's file (PEM, mode 0600), outside the ledger's folder."""
@@ -876,66 +876,6 @@ def record_findings(
         session, stage=STAGE, worked=[*intact, *([] if doubts else ["ledger"])], now=now
     )
     return told
-
-
-def tampered_notice(
-    *,
-    reference: str,
-    request_id: int | None,
-    stage: str,
-    message: str,
-    tags: list[str],
-    now: datetime,
-) -> Notice:
-    """Tell the admin and the auditors, once, that a case (or the ledger) does not verify."""
-    whole = reference == "ledger"
-    return Notice(
-        key=f"problem:{reference}:{problem_digest(stage, message)}",
-        request_id=request_id,
-        step_id=None,
-        kind="tampered",
-        severity="failure",
-        tags=sorted({ADMIN_TAG, *tags}),
-        title="Ledger does not verify"
-        if whole
-        else f"Records altered: {reference} does not verify",
-        body=with_link(
-            [
-                "The ledger's checkpoints" if whole else f"Case: {reference}",
-                f"Found: {message[:600]}",
-                "Nothing is sealed until this is seen to."
-                if whole
-                else "Every command on this case is refused until it verifies again.",
-                "What to do: run `rogatory audit verify` to list everything that differs, find "
-                "who had write access to the database, and restore from a verified backup "
-                "(`rogatory restore`).",
-            ],
-            reference,
-        ),
-        due_at=now,
-    )
-
-
-def checkpoint_notice(statement: str, signature: str | None, *, now: datetime) -> Notice:
-    """A checkpoint told to the auditors: a second witness, in their mailboxes."""
-    data = json.loads(statement)
-    return Notice(
-        key=f"checkpoint:{data['checkpoint']}",
-        request_id=None,
-        step_id=None,
-        kind="checkpoint",
-        severity="info",
-        tags=[AUDITORS_TAG],
-        title=f"Ledger checkpoint {data['checkpoint']}: {data['cases']} cases",
-        body="\n".join(
-            [
-                f"Statement: {statement}",
-                f"Signature (Ed25519): {signature or 'unsigned: no key configured'}",
-                "Keep this message: `rogatory audit verify` holds the ledger to its checkpoints.",
-            ]
-        ),
-        due_at=now,
-    )
 
 
 # -- what `audit verify` does -------------------------------------------------------------------
