@@ -788,24 +788,15 @@ class RegisterReader:
             )
             case.bad = True
             return None
-        if kind == "refused" and ground is None:
-            where = (
-                self.cell(row, values, events.ground.column)[1]
-                if events.ground and events.ground.column
-                else at
-            )
-            self.problem(where, "a refusal needs its ground")
-            case.bad = True
-            return None
-        if kind == "returned" and cause is None:
-            where = (
-                self.cell(row, values, events.cause.column)[1]
-                if events.cause and events.cause.column
-                else at
-            )
-            self.problem(where, "a return needs its cause (e.g. incomplete_request)")
-            case.bad = True
-            return None
+        for needs, given, spec, missing in (
+            ("refused", ground, events.ground, "a refusal needs its ground"),
+            ("returned", cause, events.cause, "a return needs its cause (e.g. incomplete_request)"),
+        ):
+            if kind == needs and given is None:
+                where = self.cell(row, values, spec.column)[1] if spec and spec.column else at
+                self.problem(where, missing)
+                case.bad = True
+                return None
         if kind == "resubmitted":
             return Entry("resubmit", on, at, note=note)
         if kind == "withdrawn":

@@ -242,6 +242,31 @@ def test_a_changed_history_is_refused_case_by_case(sqlite_ledger, tmp_path):
     assert "differs at event 4 (decide on 07/03/2023) from what was imported before" in str(problem)
 
 
+def test_a_refusal_without_its_ground_and_a_return_without_its_cause_are_located(
+    sqlite_ledger, tmp_path
+):
+    missing = tmp_path / "expedientes.csv"
+    text = EXPORT.read_text(encoding="utf-8")
+    missing.write_text(
+        text.replace("DENEGACION;CSJ;DOBLE_INCRIMINACION;", "DENEGACION;CSJ;;").replace(
+            "DEVOLUCION;FGR;SOLICITUD_INCOMPLETA;", "DEVOLUCION;FGR;;"
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(RegisterRejected) as refused:
+        run(sqlite_ledger, missing, EXPORT_MAPPING)
+    found = [str(p) for p in refused.value.problems]
+    assert any(
+        p.startswith("expedientes.csv:expedientes:13:E: 'motivo': a return needs its cause")
+        for p in found
+    ), found
+    assert any(
+        p.startswith("expedientes.csv:expedientes:20:E: 'motivo': a refusal needs its ground")
+        for p in found
+    ), found
+    assert counts(sqlite_ledger) == (0, 0)
+
+
 def test_the_case_management_export_imports_returns_and_resubmissions(sqlite_ledger):
     report = run(sqlite_ledger, EXPORT, EXPORT_MAPPING)
     refs = {c.number: c for c in report.imported}
