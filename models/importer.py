@@ -20,6 +20,7 @@ import gc
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ from models.register import (
     Table,
     read_table,
 )
-from models.store import QUIET_KEY, CaseStore
+from models.store import QUIET_KEY, CaseStore, Hop
 
 CHUNK = 1000
 """Cases replayed per batch (one write of their events); the transaction still spans all."""
@@ -283,20 +284,15 @@ class _Replay:
                     "requester: its resubmission must come first",
                 )
                 return None
-            if entry.authority is not None and entry.authority != hop.holder:
-                self.reader.problem(
-                    entry.where,
-                    f"{entry.outcome} by {entry.authority}, but the case is with {hop.holder} "
-                    f"(step {hop.route_step!r}) at this point of its history",
-                )
-                return None
-            opened = self.routing.calendar(hop.holder).local_date(hop.opened_at)
-            if entry.on < opened:
-                self.reader.problem(
-                    entry.where,
+            if not self._fits(
+                hop,
+                entry,
+                did=f"{entry.outcome} by {entry.authority}",
+                early=lambda opened: (
                     f"{entry.outcome} on {entry.on:%d/%m/%Y}, before the request reached "
-                    f"{hop.holder} on {opened:%d/%m/%Y}: a decision cannot precede its receipt",
-                )
+                    f"{hop.holder} on {opened:%d/%m/%Y}: a decision cannot precede its receipt"
+                ),
+            ):
                 return None
             engine.decide(
                 reference=reference,
@@ -314,24 +310,32 @@ class _Replay:
 
     def _received(self, reference: str, check: Entry) -> bool:
         """A `received` row agrees with the hop open at that point."""
-        stored = self.store.case(reference)
-        hop = stored.open
+        hop = self.store.case(reference).open
         if hop is None or check.authority is None:
             return True
-        if check.authority != hop.holder:
+        return self._fits(
+            hop,
+            check,
+            did=f"received by {check.authority} on {check.on:%d/%m/%Y}",
+            early=lambda opened: (
+                f"received by {hop.holder} on {check.on:%d/%m/%Y}, before it was passed on to it "
+                f"({opened:%d/%m/%Y})"
+            ),
+        )
+
+    def _fits(self, hop: Hop, entry: Entry, *, did: str, early: Callable[[date], str]) -> bool:
+        """`entry` was by the hop's holder, on or after the day the hop opened; else its
+        problem is listed (`did` says what the row records, `early` words a day too early)."""
+        if entry.authority is not None and entry.authority != hop.holder:
             self.reader.problem(
-                check.where,
-                f"received by {check.authority} on {check.on:%d/%m/%Y}, but the case is with "
-                f"{hop.holder} (step {hop.route_step!r}) at this point of its history",
+                entry.where,
+                f"{did}, but the case is with {hop.holder} (step {hop.route_step!r}) at this "
+                "point of its history",
             )
             return False
         opened = self.routing.calendar(hop.holder).local_date(hop.opened_at)
-        if check.on < opened:
-            self.reader.problem(
-                check.where,
-                f"received by {hop.holder} on {check.on:%d/%m/%Y}, before it was passed on to it "
-                f"({opened:%d/%m/%Y})",
-            )
+        if entry.on < opened:
+            self.reader.problem(entry.where, early(opened))
             return False
         return True
 

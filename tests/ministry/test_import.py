@@ -267,6 +267,32 @@ def test_a_refusal_without_its_ground_and_a_return_without_its_cause_are_located
     assert counts(sqlite_ledger) == (0, 0)
 
 
+def test_a_decision_or_receipt_by_an_authority_that_does_not_hold_the_case_is_located(
+    sqlite_ledger, tmp_path
+):
+    moved = tmp_path / "expedientes.csv"
+    text = EXPORT.read_text(encoding="utf-8")
+    moved.write_text(
+        text.replace(
+            "DGAI-2022-0101;2022-02-10;REMISION;RREE;;;;;;;;;;;;;;\n",
+            "DGAI-2022-0101;2022-02-10;REMISION;RREE;;;;;;;;;;;;;;\n"
+            "DGAI-2022-0101;2022-02-11;RECEPCION;CSJ;;;;;;;;;;;;;;\n",
+        ).replace(
+            "DGAI-2022-0102;2022-07-11;DEVOLUCION;FGR;", "DGAI-2022-0102;2022-07-11;DEVOLUCION;CSJ;"
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(RegisterRejected) as refused:
+        run(sqlite_ledger, moved, EXPORT_MAPPING)
+    assert [str(p) for p in refused.value.problems] == [
+        "expedientes.csv:expedientes:4:B: 'fecha': received by csj on 11/02/2022, but the case "
+        "is with mjsp (step 'transmit') at this point of its history",
+        "expedientes.csv:expedientes:14:B: 'fecha': returned by csj, but the case is with fgr "
+        "(step 'execution') at this point of its history",
+    ]
+    assert counts(sqlite_ledger) == (0, 0)
+
+
 def test_the_case_management_export_imports_returns_and_resubmissions(sqlite_ledger):
     report = run(sqlite_ledger, EXPORT, EXPORT_MAPPING)
     refs = {c.number: c for c in report.imported}
